@@ -1,0 +1,62 @@
+"""PostgreSQL event store with the command-results table.
+
+Selected with `PERSISTENCE_MODULE=adapters.store.postgres`. Results are inserted by
+`_insert_events`, which eventsourcing runs in the same transaction as the events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+
+class CommandLogPostgresRecorder(PostgresApplicationRecorder):
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events") -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        self.results_table = events_table_name.removesuffix("_events") + "_command_results"
+        self.sql_create_statements.append(
+            SQL("CREATE TABLE IF NOT EXISTS {0}.{1} (command_id text PRIMARY KEY, result bytea NOT NULL)").format(
+                Identifier(datastore.schema), Identifier(self.results_table)
+            )
+        )
+        self._insert_results = SQL("INSERT INTO {0}.{1} VALUES (%s, %s)").format(
+            Identifier(datastore.schema), Identifier(self.results_table)
+        )
+        self._select_many = SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {0}.{1} "
+            "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+        ).format(Identifier(datastore.schema), Identifier(self.events_table_name))
+        self._select_results = SQL("SELECT command_id, result FROM {0}.{1} WHERE command_id = ANY(%s)").format(
+            Identifier(datastore.schema), Identifier(self.results_table)
+        )
+
+    def _insert_events(self, curs: Cursor[DictRow], stored_events: Sequence[Any], **kwargs: Any) -> None:
+        super()._insert_events(curs, stored_events, **kwargs)
+        results = kwargs.get("command_results")
+        if results:
+            curs.executemany(self._insert_results, results)
+
+    def select_command_results(self, command_ids: Sequence[str]) -> dict[str, bytes]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._select_results, (list(command_ids),))
+            return {row["command_id"]: bytes(row["result"]) for row in curs.fetchall()}
+
+
+    def select_events_for(self, originator_ids: Sequence[str]) -> list[StoredEvent]:
+        """Every event of the given aggregates, in one read (the engine's prefetch)."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._select_many, (list(originator_ids),))
+            return [
+                StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
+                for r in curs.fetchall()
+            ]
+
+
+class Factory(PostgresFactory):
+    application_recorder_class = CommandLogPostgresRecorder

@@ -1,0 +1,61 @@
+"""SQLite event store (one file, WAL) with the command-results table.
+
+Selected with `PERSISTENCE_MODULE=adapters.store.sqlite`. The results of a batch's commands are
+written by `_insert_events` inside the same transaction as its events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteFactory
+
+_CHUNK = 500
+
+
+class CommandLogSQLiteRecorder(SQLiteApplicationRecorder):
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            "CREATE TABLE IF NOT EXISTS command_results "
+            "(command_id TEXT PRIMARY KEY, result BLOB NOT NULL) WITHOUT ROWID",
+        ]
+
+    def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[Any], **kwargs: Any) -> Sequence[int] | None:
+        ids = super()._insert_events(c, stored_events, **kwargs)
+        results = kwargs.get("command_results")
+        if results:
+            c.executemany("INSERT INTO command_results VALUES (?, ?)", results)
+        return ids
+
+    def select_command_results(self, command_ids: Sequence[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        with self.datastore.transaction(commit=False) as c:
+            for start in range(0, len(command_ids), _CHUNK):
+                chunk = command_ids[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                c.execute(f"SELECT command_id, result FROM command_results WHERE command_id IN ({marks})", chunk)
+                found.update((row[0], bytes(row[1])) for row in c.fetchall())
+        return found
+
+
+    def select_events_for(self, originator_ids: Sequence[str]) -> list[StoredEvent]:
+        """Every event of the given aggregates, in one read (the engine's prefetch)."""
+        found: list[StoredEvent] = []
+        with self.datastore.transaction(commit=False) as c:
+            for start in range(0, len(originator_ids), _CHUNK):
+                chunk = originator_ids[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                c.execute(
+                    f"SELECT originator_id, originator_version, topic, state FROM {self.events_table_name} "
+                    f"WHERE originator_id IN ({marks}) ORDER BY originator_id, originator_version",
+                    chunk,
+                )
+                found.extend(StoredEvent(row[0], row[1], row[2], row[3]) for row in c.fetchall())
+        return found
+
+
+class Factory(SQLiteFactory):
+    application_recorder_class = CommandLogSQLiteRecorder
