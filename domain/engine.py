@@ -148,6 +148,7 @@ class Engine:
         self._committed: dict[str, int] = {}
         self._pending: list[Event] = []
         self._touched: set[str] = set()
+        self._to_stored = app.mapper.to_stored_event
         self.on_commit: list[Callable[[list[Event]], None]] = []
 
     @property
@@ -256,7 +257,8 @@ class Engine:
             self._check_fresh(refused_reads - self._touched)
             pending = self._pending
             encoded = [(k, result_encoder.encode(v)) for k, v in results.items()]
-            self.app.events.put(pending, command_results=encoded)
+            stored = [self._to_stored(e) for e in pending]
+            self.app.recorder.insert_events(stored, command_results=encoded)
         except IntegrityError as exc:
             self._abort()
             raise _Retry from exc

@@ -432,10 +432,7 @@ def _reconcile_subscriptions(
     unit: Unit, room: Room, *, subscribers: Iterable[str] | None = None, tracks: Iterable[str] | None = None
 ) -> None:
     """Record the subscription changes that make subscriptions equal the rules' evaluation."""
-    facts = room.track_facts()
-    if tracks is not None:
-        wanted = set(tracks)
-        facts = [f for f in facts if f.sid in wanted]
+    facts = room.track_facts(tracks)
     scope = {f.sid for f in facts}
     for sid in sorted(subscribers if subscribers is not None else room.participants):
         participant = room.participants[sid]
@@ -491,6 +488,8 @@ def expected_recordings(room: Room) -> set[str]:
 
 
 def _reconcile_recordings(unit: Unit, room: Room) -> None:
+    if not room.recording_rules and not room.recordings:
+        return
     wanted = expected_recordings(room)
     for track_sid in sorted(wanted):
         if room.active_recording(track_sid) is None:

@@ -32,7 +32,7 @@ SCHEMA: Final[dict[str, Table]] = {
             "max_concurrent_published_tracks", "status_callback", "status_callback_method",
             "record_participants_on_connect", "video_codecs", "media_region", "audio_only",
             "empty_room_timeout", "unused_room_timeout", "large_room", "ad_hoc", "end_reason",
-            "unused_deadline", "empty_deadline", "end_deadline", "sequence",
+            "unused_deadline", "empty_deadline", "end_deadline",
         ),
         ("sid",),
     ),
@@ -96,10 +96,6 @@ def rules_json(rules: Any) -> str:
     return _RULES_ENCODER.encode([r.as_twilio() for r in rules]).decode()
 
 
-def _room_seq(e: ev.Event) -> Update:
-    return Update("rooms", {"sid": e.originator_id}, {"sequence": e.originator_version})
-
-
 def _room_created(e: ev.RoomCreated) -> list[Op]:
     s, at = e.settings, micros(e.at)
     room = {
@@ -114,7 +110,7 @@ def _room_created(e: ev.RoomCreated) -> list[Op]:
         "audio_only": s.audio_only, "empty_room_timeout": s.empty_room_timeout,
         "unused_room_timeout": s.unused_room_timeout, "large_room": s.large_room, "ad_hoc": s.ad_hoc,
         "end_reason": None, "unused_deadline": micros(e.unused_deadline), "empty_deadline": None,
-        "end_deadline": micros(e.end_deadline), "sequence": e.originator_version,
+        "end_deadline": micros(e.end_deadline),
     }
     ops: list[Op] = [Upsert("rooms", room)]
     if s.type in ("group", "group-small"):
@@ -125,14 +121,14 @@ def _room_created(e: ev.RoomCreated) -> list[Op]:
 
 
 def _room_emptied(e: ev.RoomEmptied) -> list[Op]:
-    return [Update("rooms", {"sid": e.originator_id}, {"empty_deadline": micros(e.empty_deadline), "sequence": e.originator_version})]
+    return [Update("rooms", {"sid": e.originator_id}, {"empty_deadline": micros(e.empty_deadline)})]
 
 
 def _room_ended(e: ev.RoomEnded) -> list[Op]:
     at = micros(e.at)
     return [Update("rooms", {"sid": e.originator_id}, {
         "status": e.status, "end_time": at, "date_updated": at, "duration": e.duration, "end_reason": e.reason,
-        "unused_deadline": None, "empty_deadline": None, "end_deadline": None, "sequence": e.originator_version,
+        "unused_deadline": None, "empty_deadline": None, "end_deadline": None,
     })]
 
 
@@ -149,7 +145,7 @@ def _participant_connected(e: ev.ParticipantConnected, account_sid: str = "") ->
             "participant_sid": e.participant_sid, "room_sid": e.originator_id,
             "rules": rules_json(e.subscribe_rules), "date_created": at, "date_updated": at,
         }),
-        Update("rooms", {"sid": e.originator_id}, {"unused_deadline": None, "empty_deadline": None, "sequence": e.originator_version}),
+        Update("rooms", {"sid": e.originator_id}, {"unused_deadline": None, "empty_deadline": None}),
     ]
 
 
@@ -160,12 +156,11 @@ def _participant_disconnected(e: ev.ParticipantDisconnected) -> list[Op]:
             "status": "disconnected", "date_updated": at, "end_time": at, "duration": e.duration,
             "deadline": None, "disconnect_reason": e.reason, "error_code": e.error_code,
         }),
-        _room_seq(e),
     ]
 
 
 def _participant_anonymized(e: ev.ParticipantAnonymized) -> list[Op]:
-    return [Update("participants", {"sid": e.participant_sid}, {"identity": e.identity, "date_updated": micros(e.at)}), _room_seq(e)]
+    return [Update("participants", {"sid": e.participant_sid}, {"identity": e.identity, "date_updated": micros(e.at)})]
 
 
 def _track_published(e: ev.TrackPublished) -> list[Op]:
@@ -174,7 +169,7 @@ def _track_published(e: ev.TrackPublished) -> list[Op]:
         "sid": e.track_sid, "room_sid": e.originator_id, "participant_sid": e.participant_sid,
         "name": e.name, "kind": e.kind, "enabled": e.enabled, "priority": e.priority,
         "date_created": at, "date_updated": at,
-    }), _room_seq(e)]
+    })]
 
 
 def _track_toggled(enabled: bool) -> Callable[[Any], list[Op]]:
@@ -183,14 +178,13 @@ def _track_toggled(enabled: bool) -> Callable[[Any], list[Op]]:
         return [
             Update("published_tracks", {"sid": e.track_sid}, fields),
             Update("subscribed_tracks", {"sid": e.track_sid}, fields),
-            _room_seq(e),
         ]
 
     return ops
 
 
 def _track_unpublished(e: ev.TrackUnpublished) -> list[Op]:
-    return [Delete("published_tracks", {"sid": e.track_sid}), _room_seq(e)]
+    return [Delete("published_tracks", {"sid": e.track_sid})]
 
 
 def _track_subscribed(e: ev.TrackSubscribed) -> list[Op]:
@@ -199,19 +193,19 @@ def _track_subscribed(e: ev.TrackSubscribed) -> list[Op]:
         "participant_sid": e.participant_sid, "sid": e.track_sid, "room_sid": e.originator_id,
         "publisher_sid": e.publisher_sid, "name": e.name, "kind": e.kind, "enabled": e.enabled,
         "date_created": at, "date_updated": at,
-    }), _room_seq(e)]
+    })]
 
 
 def _track_unsubscribed(e: ev.TrackUnsubscribed) -> list[Op]:
-    return [Delete("subscribed_tracks", {"participant_sid": e.participant_sid, "sid": e.track_sid}), _room_seq(e)]
+    return [Delete("subscribed_tracks", {"participant_sid": e.participant_sid, "sid": e.track_sid})]
 
 
 def _subscribe_rules(e: ev.SubscribeRulesUpdated) -> list[Op]:
-    return [Update("subscribe_rules", {"participant_sid": e.participant_sid}, {"rules": rules_json(e.rules), "date_updated": micros(e.at)}), _room_seq(e)]
+    return [Update("subscribe_rules", {"participant_sid": e.participant_sid}, {"rules": rules_json(e.rules), "date_updated": micros(e.at)})]
 
 
 def _recording_rules(e: ev.RecordingRulesUpdated) -> list[Op]:
-    return [Update("recording_rules", {"room_sid": e.originator_id}, {"rules": rules_json(e.rules), "date_updated": micros(e.at)}), _room_seq(e)]
+    return [Update("recording_rules", {"room_sid": e.originator_id}, {"rules": rules_json(e.rules), "date_updated": micros(e.at)})]
 
 
 def _recording_requested(e: ev.RecordingRequested, account_sid: str = "") -> list[Op]:
@@ -222,7 +216,7 @@ def _recording_requested(e: ev.RecordingRequested, account_sid: str = "") -> lis
         "state": "requested", "type": e.kind, "codec": e.codec, "container_format": e.container_format,
         "track_name": e.track_name, "size": 0, "duration": 0, "offset": 0, "media_location": None,
         "date_created": at, "date_updated": at,
-    }), _room_seq(e)]
+    })]
 
 
 def _recording_state(state: str, status: str) -> Callable[[Any], list[Op]]:
@@ -230,7 +224,7 @@ def _recording_state(state: str, status: str) -> Callable[[Any], list[Op]]:
         fields: Row = {"state": state, "status": status, "date_updated": micros(e.at)}
         if isinstance(e, ev.RecordingCompleted):
             fields.update(size=e.size, duration=e.duration, media_location=e.media_location)
-        return [Update("recordings", {"sid": e.recording_sid}, fields), _room_seq(e)]
+        return [Update("recordings", {"sid": e.recording_sid}, fields)]
 
     return ops
 
@@ -277,27 +271,39 @@ def project(event: ev.Event, account_sid: str) -> list[Op]:
 
 
 class MemoryView:
-    """The read model in dictionaries: what `replay --verify` rebuilds and compares."""
+    """The read model in dictionaries: what `replay --verify` rebuilds and compares.
+
+    Rows are keyed by their primary key; subscribed tracks are also indexed by track SID so
+    that enabling a track updates its subscriptions without a scan.
+    """
 
     def __init__(self) -> None:
         self.tables: dict[str, dict[tuple[Any, ...], Row]] = {name: {} for name in SCHEMA}
+        self._keys = {name: table.key for name, table in SCHEMA.items()}
+        self._by_track: dict[str, set[tuple[Any, ...]]] = {}
 
     def apply(self, ops: list[Op]) -> None:
         for op in ops:
-            table = self.tables[op.table]
-            key_cols = SCHEMA[op.table].key
-            if isinstance(op, Upsert):
-                table[tuple(op.row[c] for c in key_cols)] = dict(op.row)
-            elif tuple(op.where) == key_cols:
-                key = tuple(op.where[c] for c in key_cols)
-                if isinstance(op, Delete):
+            name = op.table
+            table = self.tables[name]
+            key_cols = self._keys[name]
+            if type(op) is Upsert:
+                key = tuple([op.row[c] for c in key_cols])
+                table[key] = dict(op.row)
+                if name == "subscribed_tracks":
+                    self._by_track.setdefault(key[1], set()).add(key)
+                continue
+            where = op.where
+            if len(where) == len(key_cols) and all(c in where for c in key_cols):
+                keys: Any = (tuple([where[c] for c in key_cols]),)
+            elif name == "subscribed_tracks" and tuple(where) == ("sid",):
+                keys = tuple(self._by_track.get(where["sid"], ()))
+            else:
+                keys = [k for k, row in table.items() if all(row[c] == v for c, v in where.items())]
+            for key in keys:
+                if type(op) is Delete:
                     table.pop(key, None)
+                    if name == "subscribed_tracks":
+                        self._by_track.get(key[1], set()).discard(key)
                 elif key in table:
                     table[key].update(op.fields)
-            else:
-                matches = [k for k, row in table.items() if all(row[c] == v for c, v in op.where.items())]
-                for key in matches:
-                    if isinstance(op, Delete):
-                        del table[key]
-                    else:
-                        table[key].update(op.fields)

@@ -8,7 +8,7 @@ Struct so a snapshot is its encoding.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, Final
 
@@ -93,9 +93,11 @@ class Room(msgspec.Struct, kw_only=True):
                 return participant
         return None
 
-    def track_facts(self) -> list[TrackFacts]:
+    def track_facts(self, only: Iterable[str] | None = None) -> list[TrackFacts]:
+        """What rules match on, for all published tracks or only the given SIDs."""
+        tracks = self.tracks.values() if only is None else [self.tracks[sid] for sid in only]
         out = []
-        for track in self.tracks.values():
+        for track in tracks:
             publisher = self.participants[track.participant_sid]
             out.append(TrackFacts(track.sid, track.name, track.kind, publisher.sid, publisher.identity))
         return out

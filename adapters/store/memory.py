@@ -38,6 +38,10 @@ class MemoryRecorder(POPOApplicationRecorder):
         return out
 
 
+    def select_raw(self, start: int, limit: int) -> list[tuple[int, str, bytes]]:
+        return [(n.id, n.topic, n.state) for n in self.select_notifications(start, limit, inclusive_of_start=False)]
+
+
 class Factory(POPOFactory):
     def application_recorder(self) -> ApplicationRecorder:
         return MemoryRecorder()

@@ -1,0 +1,96 @@
+"""The composition root: builds the engine service from a Config and runs its loops.
+
+Everything is created here and passed down; no module keeps clients or singletons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from domain.engine import Engine, RoomsApplication
+from domain.ids import SidSource
+
+from adapters.clock import SystemClock
+from adapters.command_bus import CommandBus
+from adapters.config import Config
+from adapters.scheduler import DeadlineScheduler, SchedulerClock
+from adapters.store.queries import Queries
+from adapters.store.read_model import Follower, ReadModel
+from adapters.store.sql import Database
+from adapters.store.url import parse_store_url
+
+logger = logging.getLogger(__name__)
+POLL_SECONDS = 0.5
+"""How often the follower looks for events committed by other engine processes."""
+
+
+def random_sid(prefix: str) -> str:
+    return prefix + os.urandom(16).hex()
+
+
+def open_application(store_url: str) -> RoomsApplication:
+    return RoomsApplication(env=parse_store_url(store_url).env)
+
+
+def open_read_model(store_url: str) -> ReadModel:
+    return ReadModel(Database.from_url(parse_store_url(store_url).read_model_url()))
+
+
+@dataclass
+class EngineService:
+    config: Config
+    app: RoomsApplication
+    engine: Engine
+    bus: CommandBus
+    read_model: ReadModel
+    follower: Follower
+    queries: Queries
+    scheduler: DeadlineScheduler
+
+    def __post_init__(self) -> None:
+        self._committed = asyncio.Event()
+        self.bus.after_batch.append(self._committed.set)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Run until `stopping` is set; then finish commands in flight and catch up."""
+        await asyncio.to_thread(self.follower.catch_up)
+        async with asyncio.TaskGroup() as group:
+            bus = group.create_task(self.bus.run())
+            loops = [group.create_task(self._follow()), group.create_task(self.scheduler.run())]
+            await stopping.wait()
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            self.bus.stop()
+            await bus
+        await asyncio.to_thread(self.follower.catch_up)
+
+    async def _follow(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._committed.wait(), POLL_SECONDS)
+            self._committed.clear()
+            await asyncio.to_thread(self.follower.catch_up)
+            self.scheduler.poke()
+
+    def close(self) -> None:
+        self.read_model.db.close()
+        self.app.close()
+
+
+def build_engine_service(config: Config, *, clock: Any = None, sids: SidSource = random_sid) -> EngineService:
+    clock = clock or SystemClock()
+    app = open_application(config.store_url)
+    engine = Engine(app, policy=config.policy, sids=sids, clock=clock.now)
+    bus = CommandBus(engine)
+    read_model = open_read_model(config.store_url)
+    follower = Follower(app, read_model, config.credentials.account_sid)
+    queries = Queries(read_model, follower.refresh)
+    scheduler_clock: SchedulerClock = clock
+    scheduler = DeadlineScheduler(queries, bus.execute, scheduler_clock)
+    return EngineService(config, app, engine, bus, read_model, follower, queries, scheduler)

@@ -1,0 +1,118 @@
+"""The `openrooms` command.
+
+    openrooms serve   [--http H:P] [--store URL] [--nats URL] [--public-url URL] [--state-dir DIR] [--role R]
+    openrooms replay  [--store URL] [--state-dir DIR] [--verify] [--room SID] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from adapters.bootstrap import build_engine_service, open_application, open_read_model
+from adapters.config import ROLES, Config, load_config
+from adapters.replay import print_timeline, verify
+
+logger = logging.getLogger("openrooms")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", help="where the embedded store and credentials live (OPENROOMS_STATE_DIR)")
+    parser.add_argument("--store", help="event store URL: sqlite:///file.db or postgresql://... (OPENROOMS_STORE)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="openrooms", description="Twilio Video compatible rooms service")
+    parser.add_argument("--log-level", default="INFO")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the service")
+    _common(serve)
+    serve.add_argument("--http", help="HTTP listen address host:port (OPENROOMS_HTTP)")
+    serve.add_argument("--nats", help="use this NATS server instead of the bundled one (OPENROOMS_NATS)")
+    serve.add_argument("--public-url", help="base URL for absolute URLs in responses (OPENROOMS_PUBLIC_URL)")
+    serve.add_argument("--role", choices=ROLES, help="which parts to run (OPENROOMS_ROLE)")
+
+    replay = commands.add_parser("replay", help="print the audit timeline of the log, or verify it")
+    _common(replay)
+    replay.add_argument("--verify", action="store_true", help="rebuild everything, check invariants, compare")
+    replay.add_argument("--room", help="only this room's events in the timeline")
+    replay.add_argument("--json", action="store_true", help="one JSON object per line")
+    replay.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _print_banner(config: Config) -> None:
+    c = config.credentials
+    print(f"openrooms: store {config.store_url}", flush=True)
+    print(f"openrooms: account SID {c.account_sid}", flush=True)
+    print(f"openrooms: API key SID {c.api_key_sid}", flush=True)
+    if c.generated:
+        print(f"openrooms: generated credentials kept in {config.state_dir / 'credentials.json'}", flush=True)
+
+
+async def _serve(config: Config) -> int:
+    service = build_engine_service(config)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    _print_banner(config)
+    print("openrooms: engine running (Ctrl-C or SIGTERM to stop)", flush=True)
+    try:
+        await service.run(stopping)
+    finally:
+        service.close()
+    print("openrooms: stopped", flush=True)
+    return 0
+
+
+def _replay(config: Config, args: argparse.Namespace) -> int:
+    app = open_application(config.store_url)
+    progress = not args.no_progress and sys.stderr.isatty()
+    if not args.verify:
+        print_timeline(app, sys.stdout, room=args.room, as_json=args.json, progress=progress)
+        return 0
+    read_model = open_read_model(config.store_url)
+    report = verify(app, read_model, config.credentials.account_sid, progress=progress)
+    if args.json:
+        import json
+
+        print(json.dumps({"events": report.events, "consistent": report.consistent,
+                          "problems": report.problems, "differences": report.differences}))
+    else:
+        print(f"replayed {report.events} events")
+        for line in report.problems:
+            print(f"invariant violated: {line}")
+        for line in report.differences:
+            print(f"read model differs: {line}")
+        print("consistent" if report.consistent else "NOT consistent")
+    return 0 if report.consistent else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(
+            state_dir=args.state_dir,
+            store=args.store,
+            http=getattr(args, "http", None),
+            nats=getattr(args, "nats", None),
+            public_url=getattr(args, "public_url", None),
+            role=getattr(args, "role", None),
+        )
+    except ValueError as exc:
+        print(f"openrooms: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return asyncio.run(_serve(config))
+    return _replay(config, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

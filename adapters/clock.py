@@ -1,0 +1,50 @@
+"""Clocks: the system clock, and a fake one that tests move by hand.
+
+The engine reads `now()`; the scheduler also waits with `sleep_until()`, which returns at the
+deadline or as soon as `wake` is set (new deadlines may have arrived).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime, timedelta
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    async def sleep_until(self, when: datetime | None, wake: asyncio.Event) -> None:
+        timeout = None if when is None else max(0.0, (when - self.now()).total_seconds())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout)
+
+
+class FakeClock:
+    """Time stands still until `advance()`; sleepers wake when time passes their deadline."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
+        self._moved = asyncio.Event()
+
+    def now(self) -> datetime:
+        return self._now
+
+    def __call__(self) -> datetime:
+        return self._now
+
+    def advance(self, delta: timedelta) -> None:
+        self._now += delta
+        self._moved.set()
+
+    async def sleep_until(self, when: datetime | None, wake: asyncio.Event) -> None:
+        while when is None or self._now < when:
+            self._moved = asyncio.Event()
+            moved = asyncio.ensure_future(self._moved.wait())
+            woken = asyncio.ensure_future(wake.wait())
+            done, pending = await asyncio.wait({moved, woken}, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            if woken in done:
+                return

@@ -1,0 +1,121 @@
+"""Configuration: flags, then `OPENROOMS_*` environment variables, then embedded defaults.
+
+This is the only module that reads `os.environ`. Credentials that are not given are generated
+once and kept in the state directory (`credentials.json`, mode 0600), so a restart keeps them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from domain.settings import AccountPolicy
+
+DEFAULT_HTTP = "127.0.0.1:8080"
+DEFAULT_STATE_DIR = ".openrooms"
+ROLES = ("engine", "http", "media", "all")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    account_sid: str
+    auth_token: str
+    api_key_sid: str
+    api_key_secret: str
+    generated: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    state_dir: Path
+    store_url: str
+    http: str
+    nats_url: str | None
+    public_url: str
+    role: str
+    credentials: Credentials
+    policy: AccountPolicy
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _pick(flag: Any, env: Mapping[str, str], name: str, default: Any = None) -> Any:
+    if flag is not None:
+        return flag
+    value = env.get(name)
+    return value if value not in (None, "") else default
+
+
+def _bool(value: str | bool | None, default: bool) -> bool:
+    if value is None or isinstance(value, bool):
+        return default if value is None else value
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def load_credentials(state_dir: Path, env: Mapping[str, str]) -> Credentials:
+    given = {
+        "account_sid": env.get("OPENROOMS_ACCOUNT_SID"),
+        "auth_token": env.get("OPENROOMS_AUTH_TOKEN"),
+        "api_key_sid": env.get("OPENROOMS_API_KEY_SID"),
+        "api_key_secret": env.get("OPENROOMS_API_KEY_SECRET"),
+    }
+    path = state_dir / "credentials.json"
+    stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    generated = False
+    if not stored:
+        stored = {
+            "account_sid": "AC" + secrets.token_hex(16),
+            "auth_token": secrets.token_hex(16),
+            "api_key_sid": "SK" + secrets.token_hex(16),
+            "api_key_secret": secrets.token_urlsafe(24),
+        }
+        if not all(given.values()):
+            state_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(stored, indent=2))
+            path.chmod(0o600)
+            generated = True
+    merged = {k: given[k] or stored[k] for k in given}
+    return Credentials(**merged, generated=generated)
+
+
+def load_config(
+    *,
+    state_dir: str | None = None,
+    store: str | None = None,
+    http: str | None = None,
+    nats: str | None = None,
+    public_url: str | None = None,
+    role: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    environ = os.environ if env is None else env
+    directory = Path(_pick(state_dir, environ, "OPENROOMS_STATE_DIR", DEFAULT_STATE_DIR)).resolve()
+    store_url = _pick(store, environ, "OPENROOMS_STORE", f"sqlite:///{directory / 'openrooms.db'}")
+    http_addr = _pick(http, environ, "OPENROOMS_HTTP", DEFAULT_HTTP)
+    chosen_role = _pick(role, environ, "OPENROOMS_ROLE", "all")
+    if chosen_role not in ROLES:
+        raise ValueError(f"--role must be one of {', '.join(ROLES)}, got {chosen_role!r}")
+    credentials = load_credentials(directory, environ)
+    policy = AccountPolicy(
+        account_sid=credentials.account_sid,
+        client_room_creation=_bool(environ.get("OPENROOMS_CLIENT_ROOM_CREATION"), True),
+        default_room_type=environ.get("OPENROOMS_DEFAULT_ROOM_TYPE", "group"),
+        default_status_callback=environ.get("OPENROOMS_DEFAULT_STATUS_CALLBACK") or None,
+        default_status_callback_method=environ.get("OPENROOMS_DEFAULT_STATUS_CALLBACK_METHOD", "POST"),
+        default_record_participants_on_connect=_bool(environ.get("OPENROOMS_RECORD_PARTICIPANTS_ON_CONNECT"), False),
+        max_go_participants=int(environ.get("OPENROOMS_MAX_GO_PARTICIPANTS", "500")),
+    )
+    return Config(
+        state_dir=directory,
+        store_url=store_url,
+        http=http_addr,
+        nats_url=_pick(nats, environ, "OPENROOMS_NATS"),
+        public_url=_pick(public_url, environ, "OPENROOMS_PUBLIC_URL", f"http://{http_addr}"),
+        role=chosen_role,
+        credentials=credentials,
+        policy=policy,
+    )

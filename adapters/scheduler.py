@@ -1,0 +1,79 @@
+"""Turns due deadlines into `expire_deadlines` commands.
+
+Deadlines (unused room, empty room, 24 h room, max participant duration) are state in the
+rooms; the read model exposes them. The scheduler sleeps until the earliest one (or until new
+events may have moved it), then sends one `ExpireDeadlines` per room that has something due,
+with a command id made from the room and the deadline, so two schedulers (several engines) or
+a restart never act twice. After a restart it simply reads the deadlines again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Protocol
+
+from domain.commands import ExpireDeadlines
+from domain.results import CommandResult
+
+from adapters.store.queries import Queries
+
+logger = logging.getLogger(__name__)
+RETRY_SECONDS = 1.0
+"""Back-off after a failed pass (store unreachable, say); a real wait, not synchronisation."""
+
+
+class SchedulerClock(Protocol):
+    def now(self) -> datetime: ...
+
+    async def sleep_until(self, when: datetime | None, wake: asyncio.Event) -> None: ...
+
+
+def _micros(at: datetime) -> int:
+    return int(at.timestamp() * 1_000_000)
+
+
+def _from_micros(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1_000_000, UTC)
+
+
+class DeadlineScheduler:
+    def __init__(
+        self,
+        queries: Queries,
+        execute: Callable[[ExpireDeadlines], Awaitable[CommandResult]],
+        clock: SchedulerClock,
+    ) -> None:
+        self.queries = queries
+        self.execute = execute
+        self.clock = clock
+        self.wake = asyncio.Event()
+        self.expired = 0
+
+    def poke(self) -> None:
+        """New events were committed: deadlines may have changed."""
+        self.wake.set()
+
+    async def run(self) -> None:
+        while True:
+            self.wake.clear()
+            try:
+                await self.fire_due()
+                next_due = await asyncio.to_thread(self.queries.next_deadline)
+            except Exception:
+                logger.exception("scheduler pass failed; retrying after %s s", RETRY_SECONDS)
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            when = _from_micros(next_due) if next_due is not None else None
+            await self.clock.sleep_until(when, self.wake)
+
+    async def fire_due(self) -> None:
+        due = await asyncio.to_thread(self.queries.due, _micros(self.clock.now()))
+        for room_sid, deadline in due:
+            command = ExpireDeadlines(command_id=f"expire:{room_sid}:{deadline}", room_sid=room_sid)
+            result = await self.execute(command)
+            self.expired += 1
+            if not result.ok:
+                logger.warning("expiring deadlines of room %s failed: %s", room_sid, result.error_message)

@@ -1,0 +1,179 @@
+"""The read model in SQL, kept by a tracked follower of the event log.
+
+Tables are those of domain.projections.SCHEMA. The follower reads notifications after its
+stored position, turns them into row operations with the pure projections, and writes the
+rows and the new position in one transaction. The position update is a compare-and-set, so
+two followers on one read model never apply an event twice: exactly once, resumed after a
+restart from the stored position.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any, Final
+
+from domain.engine import RoomsApplication
+from domain.events import Event
+from domain.projections import SCHEMA, Delete, Op, Row, Update, Upsert, project
+
+from adapters.store.sql import Database, _Cursor
+
+logger = logging.getLogger(__name__)
+
+TRACKING_NAME: Final = "read_model"
+BOOLEAN_COLUMNS: Final = frozenset(
+    {"record_participants_on_connect", "audio_only", "large_room", "ad_hoc", "enabled"}
+)
+INTEGER_COLUMNS: Final = frozenset(
+    {
+        "date_created", "date_updated", "end_time", "start_time", "duration", "deadline",
+        "unused_deadline", "empty_deadline", "end_deadline", "max_participants",
+        "max_participant_duration", "max_concurrent_published_tracks", "empty_room_timeout",
+        "unused_room_timeout", "size", "offset", "error_code",
+    }
+)
+INDEXES: Final = (
+    "CREATE INDEX IF NOT EXISTS rm_rooms_status ON rm_rooms (status, date_created)",
+    "CREATE INDEX IF NOT EXISTS rm_rooms_name ON rm_rooms (unique_name, status)",
+    "CREATE INDEX IF NOT EXISTS rm_participants_room ON rm_participants (room_sid, status)",
+    "CREATE INDEX IF NOT EXISTS rm_published_participant ON rm_published_tracks (participant_sid)",
+    "CREATE INDEX IF NOT EXISTS rm_subscribed_track ON rm_subscribed_tracks (sid)",
+    "CREATE INDEX IF NOT EXISTS rm_recordings_room ON rm_recordings (room_sid, date_created)",
+)
+
+
+def table_name(table: str) -> str:
+    return f"rm_{table}"
+
+
+def _quote(column: str) -> str:
+    return f'"{column}"'
+
+
+def _column_type(db: Database, column: str) -> str:
+    if column in BOOLEAN_COLUMNS:
+        return "BOOLEAN"
+    if column in INTEGER_COLUMNS:
+        return "BIGINT" if db.kind != "sqlite" else "INTEGER"
+    return "TEXT"
+
+
+class ReadModel:
+    """The SQL read model: schema, tracked batch writes, and raw row access."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.lock = threading.Lock()
+        self.create_tables()
+
+    def create_tables(self) -> None:
+        with self.db.transaction() as cur:
+            for name, table in SCHEMA.items():
+                columns = ", ".join(f"{_quote(c)} {_column_type(self.db, c)}" for c in table.columns)
+                key = ", ".join(_quote(c) for c in table.key)
+                cur.execute(f"CREATE TABLE IF NOT EXISTS {table_name(name)} ({columns}, PRIMARY KEY ({key}))")
+            cur.execute("CREATE TABLE IF NOT EXISTS rm_tracking (name TEXT PRIMARY KEY, position BIGINT NOT NULL)")
+            for statement in INDEXES:
+                cur.execute(statement)
+            cur.execute(
+                "INSERT INTO rm_tracking (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING",
+                (TRACKING_NAME,),
+            )
+
+    def position(self) -> int:
+        rows = self.db.query("SELECT position FROM rm_tracking WHERE name = ?", (TRACKING_NAME,))
+        return int(rows[0][0]) if rows else 0
+
+    def apply(self, start: int, end: int, ops: Sequence[Op]) -> bool:
+        """Apply `ops` and move the position from `start` to `end` atomically.
+
+        False (and nothing written) when the position is no longer `start`: another follower
+        got there first.
+        """
+        with self.db.transaction() as cur:
+            cur.execute(
+                "UPDATE rm_tracking SET position = ? WHERE name = ? AND position = ?",
+                (end, TRACKING_NAME, start),
+            )
+            if cur.rowcount != 1:
+                return False
+            for op in ops:
+                _execute(cur, op)
+        return True
+
+    def rows(self, table: str) -> Iterator[Row]:
+        columns = SCHEMA[table].columns
+        select = ", ".join(_quote(c) for c in columns)
+        for values in self.db.query(f"SELECT {select} FROM {table_name(table)}"):
+            yield normalize(dict(zip(columns, values, strict=True)))
+
+
+def normalize(row: Row) -> Row:
+    """Booleans come back from SQLite as integers."""
+    for column in BOOLEAN_COLUMNS & row.keys():
+        if row[column] is not None:
+            row[column] = bool(row[column])
+    return row
+
+
+def _execute(cur: _Cursor, op: Op) -> None:
+    name = table_name(op.table)
+    if isinstance(op, Upsert):
+        columns = list(op.row)
+        key = SCHEMA[op.table].key
+        updates = ", ".join(f"{_quote(c)} = excluded.{_quote(c)}" for c in columns if c not in key)
+        cur.execute(
+            f"INSERT INTO {name} ({', '.join(_quote(c) for c in columns)}) "
+            f"VALUES ({', '.join('?' * len(columns))}) "
+            f"ON CONFLICT ({', '.join(_quote(c) for c in key)}) DO UPDATE SET {updates}",
+            list(op.row.values()),
+        )
+    elif isinstance(op, Update):
+        sets = ", ".join(f"{_quote(c)} = ?" for c in op.fields)
+        where = " AND ".join(f"{_quote(c)} = ?" for c in op.where)
+        cur.execute(f"UPDATE {name} SET {sets} WHERE {where}", [*op.fields.values(), *op.where.values()])
+    elif isinstance(op, Delete):
+        where = " AND ".join(f"{_quote(c)} = ?" for c in op.where)
+        cur.execute(f"DELETE FROM {name} WHERE {where}", list(op.where.values()))
+
+
+class Follower:
+    """Follows the log into the read model, in batches, from the stored position."""
+
+    def __init__(self, app: RoomsApplication, read_model: ReadModel, account_sid: str, batch_size: int = 2000) -> None:
+        self.app = app
+        self.read_model = read_model
+        self.account_sid = account_sid
+        self.batch_size = batch_size
+        self.listeners: list[Any] = []
+
+    def catch_up(self) -> int:
+        """Apply everything committed so far; returns the position reached."""
+        with self.read_model.lock:
+            while True:
+                start = self.read_model.position()
+                notifications = self.app.recorder.select_notifications(
+                    start=start, limit=self.batch_size, inclusive_of_start=False
+                )
+                if not notifications:
+                    return start
+                events: list[Event] = [self.app.mapper.to_domain_event(n) for n in notifications]
+                ops: list[Op] = []
+                for event in events:
+                    ops.extend(project(event, self.account_sid))
+                end = notifications[-1].id
+                if self.read_model.apply(start, end, ops):
+                    for listener in self.listeners:
+                        listener(events)
+                else:
+                    logger.info("read model moved on from %d by another follower; re-reading", start)
+
+    def is_behind(self) -> bool:
+        return (self.app.recorder.max_notification_id() or 0) > self.read_model.position()
+
+    def refresh(self) -> None:
+        """Read-your-writes: make the read model include every committed event."""
+        if self.is_behind():
+            self.catch_up()

@@ -1,0 +1,126 @@
+"""The audit: rebuild every aggregate and the read model from the log and check invariants.
+
+Fed every event in log order, `Audit` folds the rooms, name index and accounts exactly as the
+engine does, rebuilds the read model in memory with the same projections, and checks:
+
+- per-aggregate sequence numbers start at 1 and have no gap;
+- a room never has more connected participants than its cap;
+- every disconnect follows a connect of that participant;
+- an ended room has no connected participant, and nothing happens in it but recordings;
+- a name is claimed only while free and released only by the room that holds it;
+- after each command, a room's subscriptions equal its participants' rules evaluated on its
+  tracks (and at the end of the log).
+
+`problems` lists every violation found with its log position.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from domain import account, room, room_name
+from domain import events as ev
+from domain.handlers import expected_subscriptions
+from domain.projections import MemoryView, project
+
+_SUBSCRIPTION_EVENTS: Final = frozenset(
+    {ev.ParticipantConnected, ev.ParticipantDisconnected, ev.ParticipantAnonymized, ev.TrackPublished,
+     ev.TrackUnpublished, ev.TrackSubscribed, ev.TrackUnsubscribed, ev.SubscribeRulesUpdated}
+)
+_AFTER_END_ALLOWED: Final = frozenset(
+    {ev.RecordingStarted, ev.RecordingCompleted, ev.RecordingFailed, ev.RecordingDeleted, ev.RoomNameReleased}
+)
+MAX_PROBLEMS: Final = 1000
+
+
+class Audit:
+    def __init__(self, account_sid: str) -> None:
+        self.account_sid = account_sid
+        self.rooms: dict[str, room.Room] = {}
+        self.names: dict[str, room_name.RoomName] = {}
+        self.accounts: dict[str, account.Account] = {}
+        self.view = MemoryView()
+        self.problems: list[str] = []
+        self.events = 0
+        self._versions: dict[str, int] = {}
+        self._command: tuple[str, str] | None = None
+        self._dirty: set[str] = set()
+
+    def problem(self, position: int, text: str) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(f"#{position}: {text}")
+
+    def feed(self, position: int, event: Any) -> None:
+        self.events += 1
+        aggregate_id = event.originator_id
+        expected = self._versions.get(aggregate_id, 0) + 1
+        if event.originator_version != expected:
+            self.problem(position, f"{aggregate_id} sequence {event.originator_version}, expected {expected}")
+        self._versions[aggregate_id] = event.originator_version
+        if aggregate_id.startswith("name:"):
+            self._feed_name(position, event)
+        elif aggregate_id.startswith("account:"):
+            self.accounts[aggregate_id] = account.apply(self.accounts.get(aggregate_id), event)
+        else:
+            self._feed_room(position, event)
+        self.view.apply(project(event, self.account_sid))
+
+    def _feed_name(self, position: int, event: Any) -> None:
+        entry = self.names.get(event.originator_id)
+        holder = entry.room_sid if entry else None
+        if isinstance(event, ev.RoomNameClaimed) and holder is not None:
+            self.problem(position, f"{event.originator_id} claimed by {event.room_sid} while held by {holder}")
+        if isinstance(event, ev.RoomNameReleased) and holder != event.room_sid:
+            self.problem(position, f"{event.originator_id} released by {event.room_sid} but held by {holder}")
+        self.names[event.originator_id] = room_name.apply(entry, event)
+
+    def _feed_room(self, position: int, event: Any) -> None:
+        sid = event.originator_id
+        key = (sid, event.command_id)
+        if key != self._command:
+            self._check_subscriptions(position)
+            self._command = key
+        current = self.rooms.get(sid)
+        if current is not None and not current.in_progress and type(event) not in _AFTER_END_ALLOWED:
+            self.problem(position, f"{type(event).__name__} in ended room {sid}")
+        if isinstance(event, ev.ParticipantDisconnected) and (current is None or event.participant_sid not in current.participants):
+            self.problem(position, f"{event.participant_sid} disconnected from {sid} without being connected")
+        updated = room.apply(current, event)
+        self.rooms[sid] = updated
+        if isinstance(event, ev.ParticipantConnected) and len(updated.participants) > updated.settings.max_participants:
+            self.problem(position, f"{sid} has {len(updated.participants)} participants, cap {updated.settings.max_participants}")
+        if isinstance(event, ev.RoomEnded) and updated.participants:
+            self.problem(position, f"{sid} ended with {len(updated.participants)} connected participants")
+        if type(event) in _SUBSCRIPTION_EVENTS:
+            self._dirty.add(sid)
+
+    def _check_subscriptions(self, position: int) -> None:
+        for sid in self._dirty:
+            current = self.rooms[sid]
+            if current.subscriptions != expected_subscriptions(current):
+                self.problem(position, f"{sid} subscriptions differ from its rules' evaluation")
+        self._dirty.clear()
+
+    def finish(self) -> list[str]:
+        """Run the end-of-log checks; returns all problems."""
+        self._check_subscriptions(-1)
+        return self.problems
+
+
+def compare_tables(expected: dict[str, dict[tuple[Any, ...], dict[str, Any]]],
+                   stored: dict[str, dict[tuple[Any, ...], dict[str, Any]]], limit: int = 50) -> list[str]:
+    """Differences between the rebuilt read model and the stored one, table by table."""
+    differences: list[str] = []
+    for table, rows in expected.items():
+        other = stored.get(table, {})
+        for key in sorted(rows.keys() - other.keys(), key=str)[:limit]:
+            differences.append(f"{table}{list(key)}: missing from the stored read model")
+        for key in sorted(other.keys() - rows.keys(), key=str)[:limit]:
+            differences.append(f"{table}{list(key)}: in the stored read model but not in the log")
+        for key in sorted(rows.keys() & other.keys(), key=str):
+            if rows[key] != other[key]:
+                changed = {c: (rows[key][c], other[key].get(c)) for c in rows[key] if rows[key][c] != other[key].get(c)}
+                differences.append(f"{table}{list(key)}: log says / store says {changed}")
+                if len(differences) >= limit:
+                    return differences
+    return differences
