@@ -13,9 +13,9 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from adapters.bootstrap import build_engine_service, open_application, open_read_model
+from adapters.bootstrap import build_engine_service, open_application
 from adapters.config import ROLES, Config, load_config
-from adapters.replay import print_timeline, verify
+from adapters.replay import print_timeline, verify_store
 
 logger = logging.getLogger("openrooms")
 
@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--room", help="only this room's events in the timeline")
     replay.add_argument("--json", action="store_true", help="one JSON object per line")
     replay.add_argument("--no-progress", action="store_true", help="no progress bar")
+    replay.add_argument("--workers", type=int, help="processes for --verify (default: one per core on large logs)")
     return parser
 
 
@@ -77,8 +78,8 @@ def _replay(config: Config, args: argparse.Namespace) -> int:
     if not args.verify:
         print_timeline(app, sys.stdout, room=args.room, as_json=args.json, progress=progress)
         return 0
-    read_model = open_read_model(config.store_url)
-    report = verify(app, read_model, config.credentials.account_sid, progress=progress)
+    app.close()
+    report = verify_store(config.store_url, config.credentials.account_sid, progress=progress, workers=args.workers)
     if args.json:
         import json
 

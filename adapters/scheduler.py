@@ -10,6 +10,7 @@ a restart never act twice. After a restart it simply reads the deadlines again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -51,6 +52,7 @@ class DeadlineScheduler:
         self.clock = clock
         self.wake = asyncio.Event()
         self.expired = 0
+        self._sent: dict[str, None] = {}
 
     def poke(self) -> None:
         """New events were committed: deadlines may have changed."""
@@ -60,20 +62,34 @@ class DeadlineScheduler:
         while True:
             self.wake.clear()
             try:
-                await self.fire_due()
+                sent = await self.fire_due()
                 next_due = await asyncio.to_thread(self.queries.next_deadline)
             except Exception:
                 logger.exception("scheduler pass failed; retrying after %s s", RETRY_SECONDS)
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
+            if not sent and next_due is not None and next_due <= _micros(self.clock.now()):
+                # Due, but already sent: wait for new events rather than spin on the same answer.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), RETRY_SECONDS)
+                continue
             when = _from_micros(next_due) if next_due is not None else None
             await self.clock.sleep_until(when, self.wake)
 
-    async def fire_due(self) -> None:
+    async def fire_due(self) -> int:
+        """Send what is due and not yet sent by this scheduler; returns how many were sent."""
         due = await asyncio.to_thread(self.queries.due, _micros(self.clock.now()))
+        sent = 0
         for room_sid, deadline in due:
-            command = ExpireDeadlines(command_id=f"expire:{room_sid}:{deadline}", room_sid=room_sid)
-            result = await self.execute(command)
+            command_id = f"expire:{room_sid}:{deadline}"
+            if command_id in self._sent:
+                continue
+            result = await self.execute(ExpireDeadlines(command_id=command_id, room_sid=room_sid))
+            self._sent[command_id] = None
+            if len(self._sent) > 10_000:
+                self._sent.pop(next(iter(self._sent)))
+            sent += 1
             self.expired += 1
             if not result.ok:
                 logger.warning("expiring deadlines of room %s failed: %s", room_sid, result.error_message)
+        return sent

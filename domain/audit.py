@@ -31,6 +31,8 @@ _AFTER_END_ALLOWED: Final = frozenset(
     {ev.RecordingStarted, ev.RecordingCompleted, ev.RecordingFailed, ev.RecordingDeleted, ev.RoomNameReleased}
 )
 MAX_PROBLEMS: Final = 1000
+_NAME_EVENTS: Final = frozenset({ev.RoomNameClaimed, ev.RoomNameReleased})
+_ACCOUNT_EVENTS: Final = frozenset({ev.GoParticipantAdmitted, ev.GoParticipantReleased})
 
 
 class Audit:
@@ -53,17 +55,18 @@ class Audit:
     def feed(self, position: int, event: Any) -> None:
         self.events += 1
         aggregate_id = event.originator_id
-        expected = self._versions.get(aggregate_id, 0) + 1
-        if event.originator_version != expected:
-            self.problem(position, f"{aggregate_id} sequence {event.originator_version}, expected {expected}")
-        self._versions[aggregate_id] = event.originator_version
-        if aggregate_id.startswith("name:"):
+        version = event.originator_version
+        if version != self._versions.get(aggregate_id, 0) + 1:
+            self.problem(position, f"{aggregate_id} sequence {version}, expected {self._versions.get(aggregate_id, 0) + 1}")
+        self._versions[aggregate_id] = version
+        kind = type(event)
+        if kind in _NAME_EVENTS:
             self._feed_name(position, event)
-        elif aggregate_id.startswith("account:"):
+        elif kind in _ACCOUNT_EVENTS:
             self.accounts[aggregate_id] = account.apply(self.accounts.get(aggregate_id), event)
         else:
             self._feed_room(position, event)
-        self.view.apply(project(event, self.account_sid))
+            self.view.apply(project(event, self.account_sid))
 
     def _feed_name(self, position: int, event: Any) -> None:
         entry = self.names.get(event.originator_id)
@@ -80,18 +83,19 @@ class Audit:
         if key != self._command:
             self._check_subscriptions(position)
             self._command = key
+        kind = type(event)
         current = self.rooms.get(sid)
-        if current is not None and not current.in_progress and type(event) not in _AFTER_END_ALLOWED:
-            self.problem(position, f"{type(event).__name__} in ended room {sid}")
-        if isinstance(event, ev.ParticipantDisconnected) and (current is None or event.participant_sid not in current.participants):
+        if current is not None and current.ended_at is not None and kind not in _AFTER_END_ALLOWED:
+            self.problem(position, f"{kind.__name__} in ended room {sid}")
+        if kind is ev.ParticipantDisconnected and (current is None or event.participant_sid not in current.participants):
             self.problem(position, f"{event.participant_sid} disconnected from {sid} without being connected")
         updated = room.apply(current, event)
         self.rooms[sid] = updated
-        if isinstance(event, ev.ParticipantConnected) and len(updated.participants) > updated.settings.max_participants:
+        if kind is ev.ParticipantConnected and len(updated.participants) > updated.settings.max_participants:
             self.problem(position, f"{sid} has {len(updated.participants)} participants, cap {updated.settings.max_participants}")
-        if isinstance(event, ev.RoomEnded) and updated.participants:
+        elif kind is ev.RoomEnded and updated.participants:
             self.problem(position, f"{sid} ended with {len(updated.participants)} connected participants")
-        if type(event) in _SUBSCRIPTION_EVENTS:
+        if kind in _SUBSCRIPTION_EVENTS:
             self._dirty.add(sid)
 
     def _check_subscriptions(self, position: int) -> None:

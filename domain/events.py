@@ -33,7 +33,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="event"):
 # --- room lifecycle -------------------------------------------------------------------------
 
 
-class RoomCreated(Event, tag="room_created"):
+class RoomCreated(Event, tag="room_created", frozen=True):
     account_sid: str
     unique_name: str
     settings: RoomSettings
@@ -42,13 +42,13 @@ class RoomCreated(Event, tag="room_created"):
     unused_deadline: datetime | None = None
 
 
-class RoomEmptied(Event, tag="room_emptied"):
+class RoomEmptied(Event, tag="room_emptied", frozen=True):
     """The last connected participant left; the room ends at `empty_deadline` unless someone joins."""
 
     empty_deadline: datetime
 
 
-class RoomEnded(Event, tag="room_ended"):
+class RoomEnded(Event, tag="room_ended", frozen=True):
     reason: EndReason
     duration: int
     status: Literal["completed", "failed"] = "completed"
@@ -57,14 +57,14 @@ class RoomEnded(Event, tag="room_ended"):
 # --- participants ---------------------------------------------------------------------------
 
 
-class ParticipantConnected(Event, tag="participant_connected"):
+class ParticipantConnected(Event, tag="participant_connected", frozen=True):
     participant_sid: str
     identity: str
     deadline: datetime
     subscribe_rules: tuple[Rule, ...]
 
 
-class ParticipantDisconnected(Event, tag="participant_disconnected"):
+class ParticipantDisconnected(Event, tag="participant_disconnected", frozen=True):
     participant_sid: str
     identity: str
     reason: DisconnectReason
@@ -72,7 +72,7 @@ class ParticipantDisconnected(Event, tag="participant_disconnected"):
     error_code: int | None = None
 
 
-class ParticipantAnonymized(Event, tag="participant_anonymized"):
+class ParticipantAnonymized(Event, tag="participant_anonymized", frozen=True):
     participant_sid: str
     identity: str
 
@@ -80,7 +80,7 @@ class ParticipantAnonymized(Event, tag="participant_anonymized"):
 # --- tracks and subscriptions ---------------------------------------------------------------
 
 
-class TrackPublished(Event, tag="track_published"):
+class TrackPublished(Event, tag="track_published", frozen=True):
     participant_sid: str
     track_sid: str
     name: str
@@ -89,24 +89,24 @@ class TrackPublished(Event, tag="track_published"):
     priority: str = "standard"
 
 
-class TrackEnabled(Event, tag="track_enabled"):
+class TrackEnabled(Event, tag="track_enabled", frozen=True):
     participant_sid: str
     track_sid: str
 
 
-class TrackDisabled(Event, tag="track_disabled"):
+class TrackDisabled(Event, tag="track_disabled", frozen=True):
     participant_sid: str
     track_sid: str
 
 
-class TrackUnpublished(Event, tag="track_unpublished"):
+class TrackUnpublished(Event, tag="track_unpublished", frozen=True):
     participant_sid: str
     track_sid: str
     name: str
     kind: str
 
 
-class TrackSubscribed(Event, tag="track_subscribed"):
+class TrackSubscribed(Event, tag="track_subscribed", frozen=True):
     participant_sid: str
     """The subscriber."""
     publisher_sid: str
@@ -116,13 +116,13 @@ class TrackSubscribed(Event, tag="track_subscribed"):
     enabled: bool
 
 
-class TrackUnsubscribed(Event, tag="track_unsubscribed"):
+class TrackUnsubscribed(Event, tag="track_unsubscribed", frozen=True):
     participant_sid: str
     publisher_sid: str
     track_sid: str
 
 
-class SubscribeRulesUpdated(Event, tag="subscribe_rules_updated"):
+class SubscribeRulesUpdated(Event, tag="subscribe_rules_updated", frozen=True):
     participant_sid: str
     rules: tuple[Rule, ...]
 
@@ -130,11 +130,11 @@ class SubscribeRulesUpdated(Event, tag="subscribe_rules_updated"):
 # --- recording ------------------------------------------------------------------------------
 
 
-class RecordingRulesUpdated(Event, tag="recording_rules_updated"):
+class RecordingRulesUpdated(Event, tag="recording_rules_updated", frozen=True):
     rules: tuple[Rule, ...]
 
 
-class RecordingRequested(Event, tag="recording_requested"):
+class RecordingRequested(Event, tag="recording_requested", frozen=True):
     """The rules select a track: the media layer should start recording it."""
 
     recording_sid: str
@@ -146,49 +146,49 @@ class RecordingRequested(Event, tag="recording_requested"):
     container_format: str
 
 
-class RecordingStarted(Event, tag="recording_started"):
+class RecordingStarted(Event, tag="recording_started", frozen=True):
     recording_sid: str
 
 
-class RecordingStopRequested(Event, tag="recording_stop_requested"):
+class RecordingStopRequested(Event, tag="recording_stop_requested", frozen=True):
     """The track is no longer selected (rules, unpublish, leave or room end): finish the file."""
 
     recording_sid: str
 
 
-class RecordingCompleted(Event, tag="recording_completed"):
+class RecordingCompleted(Event, tag="recording_completed", frozen=True):
     recording_sid: str
     size: int
     duration: int
     media_location: str | None = None
 
 
-class RecordingFailed(Event, tag="recording_failed"):
+class RecordingFailed(Event, tag="recording_failed", frozen=True):
     recording_sid: str
     failed_operation: str
 
 
-class RecordingDeleted(Event, tag="recording_deleted"):
+class RecordingDeleted(Event, tag="recording_deleted", frozen=True):
     recording_sid: str
 
 
 # --- room-name index and account ------------------------------------------------------------
 
 
-class RoomNameClaimed(Event, tag="room_name_claimed"):
+class RoomNameClaimed(Event, tag="room_name_claimed", frozen=True):
     room_sid: str
 
 
-class RoomNameReleased(Event, tag="room_name_released"):
+class RoomNameReleased(Event, tag="room_name_released", frozen=True):
     room_sid: str
 
 
-class GoParticipantAdmitted(Event, tag="go_participant_admitted"):
+class GoParticipantAdmitted(Event, tag="go_participant_admitted", frozen=True):
     room_sid: str
     participant_sid: str
 
 
-class GoParticipantReleased(Event, tag="go_participant_released"):
+class GoParticipantReleased(Event, tag="go_participant_released", frozen=True):
     room_sid: str
     participant_sid: str
 

@@ -266,6 +266,8 @@ def _admit(
 ) -> CommandResult:
     sid = unit.new_sid(PARTICIPANT_PREFIX)
     deadline = unit.now + timedelta(seconds=room.settings.max_participant_duration)
+    if room.settings.type not in SFU_TYPES:
+        rules = INCLUDE_ALL  # media is direct: every publisher sends every track, client rules have no effect
     unit.record(room.sid, ev.ParticipantConnected, participant_sid=sid, identity=identity, deadline=deadline, subscribe_rules=rules)
     if go_account is not None:
         unit.record(go_account.id, ev.GoParticipantAdmitted, room_sid=room.sid, participant_sid=sid)

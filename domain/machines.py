@@ -5,7 +5,7 @@ never one bound to an aggregate; see reference/libraries.md §2.4). `decide()` l
 up in the table for the entity's current state, checks the guards against a read-only context
 and returns the destination state, or raises the domain error the table names. Events are
 recorded by the caller with the decided state; applying them never touches a machine.
-docs/state-machines.md is generated from these same tables (`python -m domain.machines`).
+docs/state-machines.md is generated from these same tables (`python -m domain.machines_doc`).
 """
 
 from __future__ import annotations

@@ -270,6 +270,14 @@ def project(event: ev.Event, account_sid: str) -> list[Op]:
     return _PROJECT[type(event)](event)
 
 
+def _key_of(columns: tuple[str, ...]) -> Callable[[Row], tuple[Any, ...]]:
+    if len(columns) == 1:
+        (only,) = columns
+        return lambda row: (row[only],)
+    first, second = columns
+    return lambda row: (row[first], row[second])
+
+
 class MemoryView:
     """The read model in dictionaries: what `replay --verify` rebuilds and compares.
 
@@ -279,31 +287,35 @@ class MemoryView:
 
     def __init__(self) -> None:
         self.tables: dict[str, dict[tuple[Any, ...], Row]] = {name: {} for name in SCHEMA}
-        self._keys = {name: table.key for name, table in SCHEMA.items()}
+        self._key_of = {name: _key_of(table.key) for name, table in SCHEMA.items()}
+        self._key_names = {name: tuple(table.key) for name, table in SCHEMA.items()}
         self._by_track: dict[str, set[tuple[Any, ...]]] = {}
 
     def apply(self, ops: list[Op]) -> None:
         for op in ops:
             name = op.table
             table = self.tables[name]
-            key_cols = self._keys[name]
-            if type(op) is Upsert:
-                key = tuple([op.row[c] for c in key_cols])
-                table[key] = dict(op.row)
+            kind = type(op)
+            if kind is Upsert:
+                key = self._key_of[name](op.row)  # type: ignore[union-attr]
+                table[key] = dict(op.row)  # type: ignore[union-attr]
                 if name == "subscribed_tracks":
                     self._by_track.setdefault(key[1], set()).add(key)
                 continue
-            where = op.where
-            if len(where) == len(key_cols) and all(c in where for c in key_cols):
-                keys: Any = (tuple([where[c] for c in key_cols]),)
+            where = op.where  # type: ignore[union-attr]
+            keys: Any
+            if tuple(where) == self._key_names[name]:
+                keys = (self._key_of[name](where),)
             elif name == "subscribed_tracks" and tuple(where) == ("sid",):
                 keys = tuple(self._by_track.get(where["sid"], ()))
             else:
                 keys = [k for k, row in table.items() if all(row[c] == v for c, v in where.items())]
             for key in keys:
-                if type(op) is Delete:
+                if kind is Delete:
                     table.pop(key, None)
                     if name == "subscribed_tracks":
                         self._by_track.get(key[1], set()).discard(key)
-                elif key in table:
-                    table[key].update(op.fields)
+                else:
+                    row = table.get(key)
+                    if row is not None:
+                        row.update(op.fields)  # type: ignore[union-attr]

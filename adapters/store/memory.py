@@ -38,8 +38,18 @@ class MemoryRecorder(POPOApplicationRecorder):
         return out
 
 
-    def select_raw(self, start: int, limit: int) -> list[tuple[int, str, bytes]]:
-        return [(n.id, n.topic, n.state) for n in self.select_notifications(start, limit, inclusive_of_start=False)]
+    def select_raw(self, start: int, limit: int, part: tuple[int, int] = (0, 1)) -> list[tuple[int, str, bytes]]:
+        from adapters.partition import partition_of
+
+        k, n = part
+        rows: list[tuple[int, str, bytes]] = []
+        while len(rows) < limit:
+            chunk = self.select_notifications(start, limit, inclusive_of_start=False)
+            if not chunk:
+                break
+            rows.extend((x.id, x.topic, x.state) for x in chunk if partition_of(str(x.originator_id), n) == k)
+            start = chunk[-1].id
+        return rows[:limit]
 
 
 class Factory(POPOFactory):

@@ -6,17 +6,56 @@ Selected with `PERSISTENCE_MODULE=adapters.store.postgres`. Results are inserted
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
 from eventsourcing.persistence import StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
+from eventsourcing.postgres import (
+    PostgresAggregateRecorder,
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+    PostgresFactory,
+)
 from psycopg import Cursor
+from psycopg.errors import DuplicateObject
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier
+
+_SCHEMA_LOCK = 0x6F70656E726F6F6D
+"""pg_advisory_xact_lock key ("openroom") held while an engine creates or checks its schema."""
 
 
-class CommandLogPostgresRecorder(PostgresApplicationRecorder):
+class _SerialSchemaCreation:
+    """`create_table()` in one transaction, under an advisory lock.
+
+    eventsourcing runs CREATE OR REPLACE FUNCTION, CREATE TYPE and CREATE TABLE IF NOT EXISTS each
+    time an application starts, in separate transactions; two engine processes starting at the
+    same moment then fail with "tuple concurrently updated" (or a duplicate key in pg_type), even
+    when the tables exist. Under the lock the second engine finds everything made.
+    """
+
+    datastore: PostgresDatastore
+    sql_create_statements: list[Composed]
+
+    def create_table(self) -> None:
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            curs.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            for statement in self.sql_create_statements:
+                if "CREATE TYPE" in statement.as_string():
+                    # No IF NOT EXISTS for types: a savepoint keeps the transaction usable.
+                    with contextlib.suppress(DuplicateObject), conn.transaction():
+                        curs.execute(statement, prepare=False)
+                else:
+                    curs.execute(statement, prepare=False)
+        self.datastore.register_type_adapters()
+
+
+class SnapshotPostgresRecorder(_SerialSchemaCreation, PostgresAggregateRecorder):
+    """The snapshots table's recorder (eventsourcing's), with serialised schema creation."""
+
+
+class CommandLogPostgresRecorder(_SerialSchemaCreation, PostgresApplicationRecorder):
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)
         self.results_table = events_table_name.removesuffix("_events") + "_command_results"
@@ -34,6 +73,8 @@ class CommandLogPostgresRecorder(PostgresApplicationRecorder):
         ).format(Identifier(datastore.schema), Identifier(self.events_table_name))
         self._select_raw = SQL(
             "SELECT notification_id, topic, state FROM {0}.{1} WHERE notification_id > %s "
+            "AND (CASE WHEN left(originator_id, 2) = 'RM' "
+            "THEN strpos('0123456789abcdef', lower(right(originator_id, 1))) ELSE 0 END) %% %s = %s "
             "ORDER BY notification_id LIMIT %s"
         ).format(Identifier(datastore.schema), Identifier(self.events_table_name))
         self._select_results = SQL("SELECT command_id, result FROM {0}.{1} WHERE command_id = ANY(%s)").format(
@@ -62,12 +103,14 @@ class CommandLogPostgresRecorder(PostgresApplicationRecorder):
             ]
 
 
-    def select_raw(self, start: int, limit: int) -> list[tuple[int, str, bytes]]:
-        """(notification id, topic, state) after `start`: the audit's fast path."""
+    def select_raw(self, start: int, limit: int, part: tuple[int, int] = (0, 1)) -> list[tuple[int, str, bytes]]:
+        """(notification id, topic, state) after `start`, optionally one partition (k, n)."""
+        k, n = part
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self._select_raw, (start, limit))
+            curs.execute(self._select_raw, (start, n, k, limit))
             return [(r["notification_id"], r["topic"], bytes(r["state"])) for r in curs.fetchall()]
 
 
 class Factory(PostgresFactory):
+    aggregate_recorder_class = SnapshotPostgresRecorder
     application_recorder_class = CommandLogPostgresRecorder

@@ -103,10 +103,21 @@ class ReadModel:
                 _execute(cur, op)
         return True
 
-    def rows(self, table: str) -> Iterator[Row]:
+    def rows(self, table: str, part: tuple[int, int] = (0, 1)) -> Iterator[Row]:
+        """Every row of a table, or only those of rooms in partition k of n (adapters.partition)."""
         columns = SCHEMA[table].columns
         select = ", ".join(_quote(c) for c in columns)
-        for values in self.db.query(f"SELECT {select} FROM {table_name(table)}"):
+        k, n = part
+        where = ""
+        if n > 1:
+            column = "sid" if table == "rooms" else "room_sid"
+            digit = (
+                f"instr('0123456789abcdef', lower(substr({column}, -1)))"
+                if self.db.kind == "sqlite"
+                else f"strpos('0123456789abcdef', lower(right({column}, 1)))"
+            )
+            where = f" WHERE {digit} % {n} = {k}"
+        for values in self.db.query(f"SELECT {select} FROM {table_name(table)}{where}"):
             yield normalize(dict(zip(columns, values, strict=True)))
 
 

@@ -45,9 +45,12 @@ class Database:
 
     def _connect(self) -> Any:
         if self.kind == "sqlite":
-            assert self.config.sqlite_path is not None
-            Path(self.config.sqlite_path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.config.sqlite_path, isolation_level=None, check_same_thread=False, timeout=30)
+            if self.config.sqlite_path is None:  # in memory, shared by this object's threads
+                target, uri = f"file:openrooms-{id(self)}?mode=memory&cache=shared", True
+            else:
+                Path(self.config.sqlite_path).parent.mkdir(parents=True, exist_ok=True)
+                target, uri = str(self.config.sqlite_path), False
+            conn = sqlite3.connect(target, uri=uri, isolation_level=None, check_same_thread=False, timeout=30)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             return conn

@@ -13,6 +13,11 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteFactory
 
 _CHUNK = 500
+SQLITE_PARTITION = (
+    "(CASE WHEN substr({column}, 1, 2) = 'RM' "
+    "THEN instr('0123456789abcdef', lower(substr({column}, -1))) ELSE 0 END)"
+)
+"""The partition number expression of adapters.partition.partition_of, in SQLite."""
 
 
 class CommandLogSQLiteRecorder(SQLiteApplicationRecorder):
@@ -67,11 +72,16 @@ class CommandLogSQLiteRecorder(SQLiteApplicationRecorder):
         return found
 
 
-    def select_raw(self, start: int, limit: int) -> list[tuple[int, str, bytes]]:
-        """(notification id, topic, state) after `start`: the audit's fast path."""
+    def select_raw(self, start: int, limit: int, part: tuple[int, int] = (0, 1)) -> list[tuple[int, str, bytes]]:
+        """(notification id, topic, state) after `start`: the audit's fast path.
+
+        `part` = (k, n) keeps only the aggregates of partition k of n (see adapters.partition).
+        """
+        k, n = part
+        where = "" if n == 1 else f" AND {SQLITE_PARTITION.format(column='originator_id')} % {n} = {k}"
         with self.datastore.transaction(commit=False) as c:
             c.execute(
-                f"SELECT rowid, topic, state FROM {self.events_table_name} WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                f"SELECT rowid, topic, state FROM {self.events_table_name} WHERE rowid > ?{where} ORDER BY rowid LIMIT ?",
                 (start, limit),
             )
             return [tuple(row) for row in c.fetchall()]  # type: ignore[misc]

@@ -31,11 +31,15 @@ class StoreConfig:
         if self.kind == "sqlite":
             assert self.sqlite_path is not None
             return f"sqlite:///{self.sqlite_path.with_name(self.sqlite_path.stem + '-readmodel.db')}"
+        if self.kind == "memory":
+            return "sqlite-memory://"
         return self.url
 
 
 def parse_store_url(url: str) -> StoreConfig:
     parts = urlsplit(url)
+    if parts.scheme == "sqlite-memory":
+        return StoreConfig(url, "sqlite", {}, sqlite_path=None)
     if parts.scheme == "memory":
         return StoreConfig(url, "memory", {"PERSISTENCE_MODULE": "adapters.store.memory:Factory"})
     if parts.scheme == "sqlite":

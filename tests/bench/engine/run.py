@@ -1,0 +1,220 @@
+"""Engine benchmark: our command path against a naive eventsourcing loop, in one run.
+
+    .venv/bin/python tests/bench/engine/run.py [--rooms 2000] [--naive-rooms 300] [--clients 64]
+
+1. commands/s through the engine (CommandBus group commit + in-memory active rooms) on a
+   durable SQLite file (WAL, synchronous=FULL), `--clients` rooms driven concurrently;
+   baseline: the naive eventsourcing load → change → save loop (standard `Aggregate` with
+   `@event` methods, default JSON mapper, one transaction per command) on the same kind of
+   file, same command mix.
+2. `replay --verify` events/s on the log of (1) against a raw read of the notifications
+   (eventsourcing's `select_notifications`, no decoding).
+3. memory per active room (4 participants with an audio and a video track each).
+
+Each room runs the same session: create, 4 connects publishing audio+video, 8 mute/unmute
+toggles, 4 disconnects (17 commands). Prints a markdown table with the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import platform
+import sys
+import tempfile
+import time
+import tracemalloc
+from datetime import UTC, datetime
+from pathlib import Path
+
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate, event
+
+from adapters.bootstrap import open_application, open_read_model, random_sid
+from adapters.command_bus import CommandBus
+from adapters.replay import verify
+from adapters.store.read_model import Follower
+from domain import commands as c
+from domain.engine import Engine
+from domain.settings import AccountPolicy
+
+ACCOUNT = "AC" + "0" * 32
+POLICY = AccountPolicy(account_sid=ACCOUNT)
+COMMANDS_PER_ROOM = 17
+
+
+
+async def drive_room(bus: CommandBus, index: int) -> int:
+    prefix = f"r{index}"
+    created = await bus.execute(c.CreateRoom(command_id=f"{prefix}-create", unique_name=f"bench-{index}"))
+    room = created.room_sid
+    assert room is not None, created
+    people = []
+    for p in range(4):
+        result = await bus.execute(c.ConnectParticipant(
+            command_id=f"{prefix}-connect-{p}", room=room, identity=f"user{p}",
+            tracks=[c.TrackSpec(name="mic", kind="audio"), c.TrackSpec(name="cam", kind="video")],
+        ))
+        assert result.ok, result
+        people.append((result.participant_sid, result.track_sids[1]))
+    for p, (participant, video) in enumerate(people):
+        for n, enabled in enumerate((False, True)):
+            await bus.execute(c.SetTrackEnabled(
+                command_id=f"{prefix}-toggle-{p}-{n}", room_sid=room, participant_sid=participant,
+                track_sid=video, enabled=enabled,
+            ))
+    for p, (participant, _) in enumerate(people):
+        await bus.execute(c.DisconnectParticipant(command_id=f"{prefix}-leave-{p}", room_sid=room, participant_sid=participant))
+    return COMMANDS_PER_ROOM
+
+
+async def run_ours(store_url: str, rooms: int, clients: int) -> tuple[float, int, int]:
+    app = open_application(store_url)
+    engine = Engine(app, policy=POLICY, sids=random_sid)
+    bus = CommandBus(engine)
+    runner = asyncio.create_task(bus.run())
+    queue = iter(range(rooms))
+    done = 0
+
+    async def client() -> None:
+        nonlocal done
+        for index in queue:
+            finished = await drive_room(bus, index)
+            done += finished
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    elapsed = time.perf_counter() - start
+    bus.stop()
+    await runner
+    events = app.recorder.max_notification_id() or 0
+    app.close()
+    return elapsed, done, events
+
+
+class NaiveRoom(Aggregate):
+    @event("Created")
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.participants: dict[str, str] = {}
+        self.tracks: dict[str, bool] = {}
+
+    @event("Connected")
+    def connect(self, sid: str, identity: str, tracks: list[str]) -> None:
+        self.participants[sid] = identity
+        for track in tracks:
+            self.tracks[track] = True
+
+    @event("Toggled")
+    def set_enabled(self, track: str, enabled: bool) -> None:
+        self.tracks[track] = enabled
+
+    @event("Disconnected")
+    def disconnect(self, sid: str) -> None:
+        del self.participants[sid]
+
+
+def run_naive(db: Path, rooms: int) -> tuple[float, int]:
+    app = Application(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(db)})
+    done = 0
+    start = time.perf_counter()
+    for index in range(rooms):
+        room = NaiveRoom(name=f"bench-{index}")
+        app.save(room)
+        room_id = room.id
+        people = [(random_sid("PA"), random_sid("MT")) for _ in range(4)]
+        for sid, video in people:
+            r = app.repository.get(room_id)
+            r.connect(sid, "user", [random_sid("MT"), video])
+            app.save(r)
+        for _, video in people:
+            for enabled in (False, True):
+                r = app.repository.get(room_id)
+                r.set_enabled(video, enabled)
+                app.save(r)
+        for sid, _ in people:
+            r = app.repository.get(room_id)
+            r.disconnect(sid)
+            app.save(r)
+        done += COMMANDS_PER_ROOM
+    return time.perf_counter() - start, done
+
+
+def raw_read(store_url: str) -> tuple[float, int]:
+    app = open_application(store_url)
+    start, count, began = 0, 0, time.perf_counter()
+    while True:
+        notifications = app.recorder.select_notifications(start=start, limit=10_000, inclusive_of_start=False)
+        if not notifications:
+            break
+        count += len(notifications)
+        start = notifications[-1].id
+    return time.perf_counter() - began, count
+
+
+def memory_per_room(rooms: int) -> float:
+    app = open_application("memory://")
+    engine = Engine(app, policy=POLICY, sids=random_sid)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for index in range(rooms):
+        room = engine.execute(c.CreateRoom(command_id=f"m{index}", unique_name=f"mem-{index}")).room_sid
+        assert room is not None
+        for p in range(4):
+            engine.execute(c.ConnectParticipant(
+                command_id=f"m{index}-{p}", room=room, identity=f"user{p}",
+                tracks=[c.TrackSpec(name="mic", kind="audio"), c.TrackSpec(name="cam", kind="video")],
+            ))
+    app.recorder._stored_events.clear()  # the in-memory log is not part of the engine's cache
+    app.recorder._stored_events_index.clear()
+    app.recorder._results.clear()
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return (after - before) / rooms
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rooms", type=int, default=2000)
+    parser.add_argument("--naive-rooms", type=int, default=300)
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--memory-rooms", type=int, default=2000)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="openrooms-bench-"))
+    store_url = f"sqlite:///{workdir / 'events.db'}"
+
+    ours_s, ours_n, events = asyncio.run(run_ours(store_url, args.rooms, args.clients))
+    naive_s, naive_n = run_naive(workdir / "naive.db", args.naive_rooms)
+
+    app = open_application(store_url)
+    read_model = open_read_model(store_url)
+    Follower(app, read_model, ACCOUNT).catch_up()
+    raw_s, raw_n = raw_read(store_url)
+    began = time.perf_counter()
+    report = verify(app, read_model, ACCOUNT, progress=False)
+    verify_s = time.perf_counter() - began
+    assert report.consistent, (report.problems[:5], report.differences[:5])
+    per_room = memory_per_room(args.memory_rooms)
+
+    ours_rate, naive_rate = ours_n / ours_s, naive_n / naive_s
+    verify_rate, raw_rate = report.events / verify_s, raw_n / raw_s
+    print(f"## Engine benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
+          f"{os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}")
+    print()
+    print("| measure | ours | baseline | ratio |")
+    print("|---|---|---|---|")
+    print(f"| commands/s (durable SQLite, {args.clients} concurrent rooms; {events / ours_n:.1f} events/command) "
+          f"| {ours_rate:,.0f} | {naive_rate:,.0f} (naive load-change-save) | {ours_rate / naive_rate:.1f}x |")
+    print(f"| events/s written | {events / ours_s:,.0f} | | |")
+    print(f"| replay --verify events/s ({report.events:,} events) | {verify_rate:,.0f} | {raw_rate:,.0f} (raw read) "
+          f"| {verify_rate / raw_rate:.2f}x |")
+    print(f"| memory per active room (4 participants, 8 tracks) | {per_room / 1024:.1f} KiB | | |")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
