@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 
 from eventsourcing.persistence import IntegrityError
@@ -84,8 +85,8 @@ class CommandBus:
             self._engine_thread.shutdown(wait=True)
             self._writer_thread.shutdown(wait=True)
 
-    async def _on_engine(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., object], *args: object) -> Prepared:
-        return await loop.run_in_executor(self._engine_thread, fn, *args)  # type: ignore[return-value]
+    async def _on_engine(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: object) -> Any:
+        return await loop.run_in_executor(self._engine_thread, fn, *args)
 
     async def _finish(self, loop: asyncio.AbstractEventLoop, prepared: Prepared, batch: list[Waiter],
                       write: asyncio.Future[None]) -> bool:

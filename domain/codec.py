@@ -27,7 +27,8 @@ class RoomSnapshot(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _ENCODER: Final = msgspec.json.Encoder()
-_TOPICS: Final[dict[type[Any], str]] = {cls: get_topic(cls) for cls in (*EVENT_TYPES, RoomSnapshot)}
+_STORED: Final[tuple[type[Any], ...]] = (*EVENT_TYPES, RoomSnapshot)
+_TOPICS: Final[dict[type[Any], str]] = {cls: get_topic(cls) for cls in _STORED}
 _CLASSES: Final[dict[str, type[Any]]] = {topic: cls for cls, topic in _TOPICS.items()}
 _DECODERS: Final[dict[str, msgspec.json.Decoder[Any]]] = {
     topic: msgspec.json.Decoder(cls) for topic, cls in _CLASSES.items()

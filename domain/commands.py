@@ -20,7 +20,7 @@ class Command(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     command_id: CommandId
 
 
-class CreateRoom(Command, tag="create_room"):
+class CreateRoom(Command, tag="create_room", frozen=True):
     unique_name: str | None = None
     type: str | None = None
     status_callback: str | None = None
@@ -38,7 +38,7 @@ class CreateRoom(Command, tag="create_room"):
     enable_turn: bool | None = None
 
 
-class CompleteRoom(Command, tag="complete_room"):
+class CompleteRoom(Command, tag="complete_room", frozen=True):
     room_sid: str
     """The room's SID or the unique name of an in-progress room."""
 
@@ -52,7 +52,7 @@ class TrackSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     priority: Literal["low", "standard", "high"] = "standard"
 
 
-class ConnectParticipant(Command, tag="connect_participant"):
+class ConnectParticipant(Command, tag="connect_participant", frozen=True):
     room: str
     """The room's SID or unique name; an unknown name creates an ad-hoc room when allowed."""
     identity: str
@@ -62,19 +62,19 @@ class ConnectParticipant(Command, tag="connect_participant"):
     tracks: list[TrackSpec] = []
 
 
-class DisconnectParticipant(Command, tag="disconnect_participant"):
+class DisconnectParticipant(Command, tag="disconnect_participant", frozen=True):
     room_sid: str
     participant_sid: str
     """The participant's SID or the identity of a connected participant."""
     reason: Literal["left", "kicked"] = "left"
 
 
-class AnonymizeParticipant(Command, tag="anonymize_participant"):
+class AnonymizeParticipant(Command, tag="anonymize_participant", frozen=True):
     room_sid: str
     participant_sid: str
 
 
-class PublishTrack(Command, tag="publish_track"):
+class PublishTrack(Command, tag="publish_track", frozen=True):
     room_sid: str
     participant_sid: str
     name: str
@@ -83,44 +83,44 @@ class PublishTrack(Command, tag="publish_track"):
     priority: Literal["low", "standard", "high"] = "standard"
 
 
-class SetTrackEnabled(Command, tag="set_track_enabled"):
+class SetTrackEnabled(Command, tag="set_track_enabled", frozen=True):
     room_sid: str
     participant_sid: str
     track_sid: str
     enabled: bool
 
 
-class UnpublishTrack(Command, tag="unpublish_track"):
+class UnpublishTrack(Command, tag="unpublish_track", frozen=True):
     room_sid: str
     participant_sid: str
     track_sid: str
 
 
-class UpdateSubscribeRules(Command, tag="update_subscribe_rules"):
+class UpdateSubscribeRules(Command, tag="update_subscribe_rules", frozen=True):
     room_sid: str
     participant_sid: str
     rules: Any
 
 
-class UpdateRecordingRules(Command, tag="update_recording_rules"):
+class UpdateRecordingRules(Command, tag="update_recording_rules", frozen=True):
     room_sid: str
     rules: Any
 
 
-class ExpireDeadlines(Command, tag="expire_deadlines"):
+class ExpireDeadlines(Command, tag="expire_deadlines", frozen=True):
     """Sent by the scheduler: end whatever in the room is past its deadline at the engine's now."""
 
     room_sid: str
 
 
-class ReportRecordingStarted(Command, tag="report_recording_started"):
+class ReportRecordingStarted(Command, tag="report_recording_started", frozen=True):
     room_sid: str
     recording_sid: str
     codec: str | None = None
     container_format: str | None = None
 
 
-class ReportRecordingCompleted(Command, tag="report_recording_completed"):
+class ReportRecordingCompleted(Command, tag="report_recording_completed", frozen=True):
     room_sid: str
     recording_sid: str
     size: int = 0
@@ -128,13 +128,13 @@ class ReportRecordingCompleted(Command, tag="report_recording_completed"):
     media_location: str | None = None
 
 
-class ReportRecordingFailed(Command, tag="report_recording_failed"):
+class ReportRecordingFailed(Command, tag="report_recording_failed", frozen=True):
     room_sid: str
     recording_sid: str
     failed_operation: Literal["RecordingStart", "RecordingComplete", "RecordingUpload"] = "RecordingStart"
 
 
-class DeleteRecording(Command, tag="delete_recording"):
+class DeleteRecording(Command, tag="delete_recording", frozen=True):
     room_sid: str
     recording_sid: str
 
@@ -158,6 +158,6 @@ AnyCommand = (
 )
 
 COMMAND_TYPES: Final[dict[str, type[Command]]] = {
-    cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in AnyCommand.__args__  # type: ignore[attr-defined]
+    cls.__struct_config__.tag: cls
+    for cls in AnyCommand.__args__
 }

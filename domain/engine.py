@@ -156,10 +156,11 @@ class Engine:
 
     def load(self, aggregate_id: str, unit: _Unit) -> State | None:
         unit.read.add(aggregate_id)
-        state = self._cache.get(aggregate_id)
-        if state is not None:
+        cached = self._cache.get(aggregate_id)
+        if cached is not None:
             self._cache.move_to_end(aggregate_id)
-            return state
+            return cached
+        state: State
         try:
             state = self.app.repository.get(aggregate_id, projector_func=project)
         except AggregateNotFoundError:
@@ -179,8 +180,8 @@ class Engine:
             return
         found: dict[str, Any] = {}
         for stored in self.command_log.select_events_for(sorted(wanted)):
-            event = self.app.mapper.to_domain_event(stored)
-            found[stored.originator_id] = _kind(stored.originator_id).apply(found.get(stored.originator_id), event)
+            key = str(stored.originator_id)
+            found[key] = _kind(key).apply(found.get(key), self.app.mapper.to_domain_event(stored))
         for key in wanted:
             state = found.get(key) or _kind(key).empty(key)
             self._cache[key] = state

@@ -217,7 +217,7 @@ RoomEvent = (
 )
 AnyEvent = RoomEvent | RoomNameClaimed | RoomNameReleased | GoParticipantAdmitted | GoParticipantReleased
 
-EVENT_TYPES: Final[tuple[type[Event], ...]] = AnyEvent.__args__  # type: ignore[attr-defined]
+EVENT_TYPES: Final[tuple[type[Event], ...]] = AnyEvent.__args__
 
 
 def event_name(cls: type[Event]) -> str:

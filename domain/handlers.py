@@ -331,7 +331,9 @@ def anonymize_participant(unit: Unit, c: cmd.AnonymizeParticipant) -> CommandRes
         raise errors.ParticipantNotFoundError(c.participant_sid)
     if participant.identity != participant.sid:
         unit.record(room.sid, ev.ParticipantAnonymized, participant_sid=participant.sid, identity=participant.sid)
-        _reconcile_subscriptions(unit, room, tracks=[t.sid for t in room.tracks.values() if t.participant_sid == participant.sid])
+        own = [t.sid for t in room.tracks.values() if t.participant_sid == participant.sid]
+        _reconcile_subscriptions(unit, room, tracks=own)
+        _reconcile_recordings(unit, room, tracks=own)
     return CommandResult(room_sid=room.sid, participant_sid=participant.sid)
 
 
@@ -374,7 +376,7 @@ def _publish(unit: Unit, room: Room, participant_sid: str, name: str, kind: str,
         name=name, kind=kind, enabled=enabled, priority=priority,
     )
     _reconcile_subscriptions(unit, room, tracks=[track_sid])
-    _reconcile_recordings(unit, room)
+    _reconcile_recordings(unit, room, tracks=[track_sid])
     return track_sid
 
 
@@ -489,10 +491,16 @@ def expected_recordings(room: Room) -> set[str]:
     return evaluate(room.recording_rules, facts)
 
 
-def _reconcile_recordings(unit: Unit, room: Room) -> None:
+def _reconcile_recordings(unit: Unit, room: Room, tracks: Iterable[str] | None = None) -> None:
+    """Start recordings the rules now select and stop those they no longer do.
+
+    Only the tracks a change concerns are considered (`tracks`; all for a rules change or the
+    room's end), so a recording that failed is not silently re-requested by an unrelated change.
+    """
     if not room.recording_rules and not room.recordings:
         return
-    wanted = expected_recordings(room)
+    scope = set(room.tracks) if tracks is None else set(tracks)
+    wanted = expected_recordings(room) & scope
     for track_sid in sorted(wanted):
         if room.active_recording(track_sid) is None:
             track = room.tracks[track_sid]
@@ -505,7 +513,9 @@ def _reconcile_recordings(unit: Unit, room: Room) -> None:
                 container_format="mkv" if video else "mka",
             )
     for recording in list(room.recordings.values()):
-        if recording.state in ("requested", "started") and recording.track_sid not in wanted:
+        if recording.state in ("requested", "started") and recording.track_sid not in wanted and (
+            tracks is None or recording.track_sid in scope
+        ):
             decide("recording", recording.state, "stop", recording, recording.sid)
             unit.record(room.sid, ev.RecordingStopRequested, recording_sid=recording.sid)
 

@@ -136,7 +136,7 @@ def _compile(machine: Machine) -> dict[tuple[str, str], list[_Option]]:
     for trigger, event in machine.events.items():
         for source, transitions in event.transitions.items():
             for t in transitions:
-                conditions = tuple((c.func, c.target) for c in t.conditions)
+                conditions = tuple((str(c.func), bool(c.target)) for c in t.conditions)
                 dest = source if t.dest in (None, "=") else t.dest
                 table.setdefault((source, trigger), []).append(_Option(dest, conditions))
     return table

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
+from domain.codec import decode
 from domain.engine import RoomsApplication
 from domain.events import Event
 from domain.projections import SCHEMA, Delete, Op, Row, Update, Upsert, project
@@ -170,7 +171,7 @@ class Follower:
                 )
                 if not notifications:
                     return start
-                events: list[Event] = [self.app.mapper.to_domain_event(n) for n in notifications]
+                events: list[Event] = [decode(n.topic, n.state) for n in notifications]
                 ops: list[Op] = []
                 for event in events:
                     ops.extend(project(event, self.account_sid))

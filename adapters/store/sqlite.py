@@ -84,7 +84,7 @@ class CommandLogSQLiteRecorder(SQLiteApplicationRecorder):
                 f"SELECT rowid, topic, state FROM {self.events_table_name} WHERE rowid > ?{where} ORDER BY rowid LIMIT ?",
                 (start, limit),
             )
-            return [tuple(row) for row in c.fetchall()]  # type: ignore[misc]
+            return [(int(row[0]), str(row[1]), bytes(row[2])) for row in c.fetchall()]
 
 
 class Factory(SQLiteFactory):

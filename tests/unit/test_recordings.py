@@ -6,6 +6,7 @@ import pytest
 
 from domain import events as ev
 from domain.commands import (
+    AnonymizeParticipant,
     CompleteRoom,
     ConnectParticipant,
     CreateRoom,
@@ -361,3 +362,31 @@ def test_a_report_about_an_unknown_recording_is_refused_as_not_found(recording):
 
     assert outcome.code == 20404
     assert outcome.events == []
+
+
+def test_a_failed_recording_is_not_requested_again_by_an_unrelated_change(recording):
+    world, room, sid = recording
+    world.given(ReportRecordingFailed, room_sid=room, recording_sid=sid, failed_operation="RecordingStart")
+
+    outcome = world.when(ConnectParticipant, room=room, identity="bob", tracks=AV_AND_DATA[:1])
+
+    requested = outcome.of(ev.RecordingRequested)
+    assert [e.participant_sid for e in requested] == [outcome.result.participant_sid]
+
+
+def test_new_recording_rules_request_a_failed_track_again(recording):
+    world, room, sid = recording
+    world.given(ReportRecordingFailed, room_sid=room, recording_sid=sid, failed_operation="RecordingStart")
+
+    outcome = world.when(UpdateRecordingRules, room_sid=room, rules=INCLUDE_ALL)
+
+    assert outcome.one(ev.RecordingRequested).recording_sid != sid
+
+
+def test_anonymizing_a_participant_re_evaluates_rules_that_named_it(world):
+    room = world.room(recording_rules=[{"type": "include", "publisher": "alice"}])
+    alice = world.join(room, "alice", "mic:audio").participant_sid
+
+    outcome = world.when(AnonymizeParticipant, room_sid=room, participant_sid=alice)
+
+    assert outcome.names == ["ParticipantAnonymized", "RecordingStopRequested"]
