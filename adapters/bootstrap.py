@@ -15,7 +15,7 @@ from typing import Any
 from domain.engine import Engine, RoomsApplication
 from domain.ids import SidSource
 
-from adapters.clock import SystemClock
+from adapters.clock import SystemClock, jittered_backoff
 from adapters.command_bus import CommandBus
 from adapters.config import Config
 from adapters.scheduler import DeadlineScheduler, SchedulerClock
@@ -72,8 +72,11 @@ class EngineService:
 
     async def _follow(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that arrives as
+            # the event is set, and the service would never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._committed.wait(), POLL_SECONDS)
+                async with asyncio.timeout(POLL_SECONDS):
+                    await self._committed.wait()
             self._committed.clear()
             await asyncio.to_thread(self.follower.catch_up)
             self.scheduler.poke()
@@ -86,7 +89,7 @@ class EngineService:
 def build_engine_service(config: Config, *, clock: Any = None, sids: SidSource = random_sid) -> EngineService:
     clock = clock or SystemClock()
     app = open_application(config.store_url)
-    engine = Engine(app, policy=config.policy, sids=sids, clock=clock.now)
+    engine = Engine(app, policy=config.policy, sids=sids, clock=clock.now, backoff=jittered_backoff)
     bus = CommandBus(engine)
     read_model = open_read_model(config.store_url)
     follower = Follower(app, read_model, config.credentials.account_sid)

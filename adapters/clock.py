@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
+import time
 from datetime import UTC, datetime, timedelta
+
+
+def jittered_backoff(attempt: int) -> None:
+    """Before retrying a command that lost a race: sleep a random 0..min(50 ms, 1 ms·2^attempt)."""
+    time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
 
 
 class SystemClock:
@@ -18,7 +25,8 @@ class SystemClock:
     async def sleep_until(self, when: datetime | None, wake: asyncio.Event) -> None:
         timeout = None if when is None else max(0.0, (when - self.now()).total_seconds())
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel on 3.11
+                await wake.wait()
 
 
 class FakeClock:
@@ -36,15 +44,18 @@ class FakeClock:
 
     def advance(self, delta: timedelta) -> None:
         self._now += delta
-        self._moved.set()
+        # Wake every sleeper (several schedulers may share one clock); later ones wait anew.
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
 
     async def sleep_until(self, when: datetime | None, wake: asyncio.Event) -> None:
         while when is None or self._now < when:
-            self._moved = asyncio.Event()
             moved = asyncio.ensure_future(self._moved.wait())
             woken = asyncio.ensure_future(wake.wait())
-            done, pending = await asyncio.wait({moved, woken}, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
+            try:
+                done, _ = await asyncio.wait({moved, woken}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                moved.cancel()
+                woken.cancel()
             if woken in done:
                 return

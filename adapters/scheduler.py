@@ -62,23 +62,27 @@ class DeadlineScheduler:
         while True:
             self.wake.clear()
             try:
-                sent = await self.fire_due()
+                now = _micros(self.clock.now())  # one instant per pass: time may move during it
+                sent = await self.fire_due(now)
                 next_due = await asyncio.to_thread(self.queries.next_deadline)
             except Exception:
                 logger.exception("scheduler pass failed; retrying after %s s", RETRY_SECONDS)
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
-            if not sent and next_due is not None and next_due <= _micros(self.clock.now()):
+            if not sent and next_due is not None and next_due <= now:
                 # Due, but already sent: wait for new events rather than spin on the same answer.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), RETRY_SECONDS)
+                    async with asyncio.timeout(RETRY_SECONDS):  # not wait_for: it can swallow a cancel on 3.11
+                        await self.wake.wait()
                 continue
             when = _from_micros(next_due) if next_due is not None else None
             await self.clock.sleep_until(when, self.wake)
 
-    async def fire_due(self) -> int:
-        """Send what is due and not yet sent by this scheduler; returns how many were sent."""
-        due = await asyncio.to_thread(self.queries.due, _micros(self.clock.now()))
+    async def fire_due(self, now: int | None = None) -> int:
+        """Send what is due at `now` (µs; the clock's now by default) and not yet sent by this
+        scheduler; returns how many were sent."""
+        at = _micros(self.clock.now()) if now is None else now
+        due = await asyncio.to_thread(self.queries.due, at)
         sent = 0
         for room_sid, deadline in due:
             command_id = f"expire:{room_sid}:{deadline}"

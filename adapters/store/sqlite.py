@@ -6,11 +6,20 @@ written by `_insert_events` inside the same transaction as its events.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from eventsourcing.persistence import StoredEvent
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteFactory
+from eventsourcing.sqlite import (
+    SQLiteAggregateRecorder,
+    SQLiteApplicationRecorder,
+    SQLiteCursor,
+    SQLiteDatastore,
+    SQLiteFactory,
+)
+from eventsourcing.utils import Environment, EnvType
 
 _CHUNK = 500
 SQLITE_PARTITION = (
@@ -20,7 +29,65 @@ SQLITE_PARTITION = (
 """The partition number expression of adapters.partition.partition_of, in SQLite."""
 
 
-class CommandLogSQLiteRecorder(SQLiteApplicationRecorder):
+def _use_wal(db_name: str, timeout: float) -> None:
+    """Put the file in WAL mode before any pooled connection opens it.
+
+    eventsourcing's pool switches a new file to WAL on its first connection. When engine
+    processes open a new file at the same moment, SQLite refuses the loser's switch at once with
+    "database is locked" (its busy timeout does not apply to it) and that engine fails to start
+    (1 start in 40 with four processes). Here the switch is retried until it took, by us or by
+    another process.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while True:
+        conn = sqlite3.connect(db_name, uri=True, timeout=timeout, isolation_level=None)
+        try:
+            mode = str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+            if mode.lower() == "wal":
+                return
+            failure: str = f"journal mode is {mode!r}"
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            failure = str(exc)
+        finally:
+            conn.close()
+        if time.monotonic() > deadline:
+            raise sqlite3.OperationalError(f"could not switch {db_name} to WAL: {failure}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+class _ImmediateSchemaCreation:
+    """`create_table()` in a BEGIN IMMEDIATE transaction.
+
+    eventsourcing's deferred BEGIN reads the schema first and upgrades to a write lock on the
+    first CREATE; if another process created a table in between, SQLite fails at once with
+    "database is locked" instead of waiting. Taking the write lock first makes it wait.
+    """
+
+    datastore: SQLiteDatastore
+    create_table_statements: list[str]
+
+    def create_table(self) -> None:
+        with self.datastore.get_connection(commit=True) as conn:
+            cursor = conn.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in self.create_table_statements:
+                    cursor.execute(statement)
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+
+
+class SnapshotSQLiteRecorder(_ImmediateSchemaCreation, SQLiteAggregateRecorder):
+    """The snapshots table's recorder (eventsourcing's), with waiting schema creation."""
+
+
+class CommandLogSQLiteRecorder(_ImmediateSchemaCreation, SQLiteApplicationRecorder):
     def construct_create_table_statements(self) -> list[str]:
         return [
             *super().construct_create_table_statements(),
@@ -88,4 +155,11 @@ class CommandLogSQLiteRecorder(SQLiteApplicationRecorder):
 
 
 class Factory(SQLiteFactory):
+    aggregate_recorder_class = SnapshotSQLiteRecorder
     application_recorder_class = CommandLogSQLiteRecorder
+
+    def __init__(self, env: Environment | EnvType | None) -> None:
+        super().__init__(env)
+        pool = self.datastore.pool
+        if not pool.is_sqlite_memory_mode:
+            _use_wal(pool.db_name, float(pool.lock_timeout or 5))

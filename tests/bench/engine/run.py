@@ -33,6 +33,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
 from adapters.bootstrap import open_application, open_read_model, random_sid
+from adapters.clock import SystemClock
 from adapters.command_bus import CommandBus
 from adapters.replay import verify
 from adapters.store.read_model import Follower
@@ -72,7 +73,7 @@ async def drive_room(bus: CommandBus, index: int) -> int:
 
 async def run_ours(store_url: str, rooms: int, clients: int) -> tuple[float, int, int]:
     app = open_application(store_url)
-    engine = Engine(app, policy=POLICY, sids=random_sid)
+    engine = Engine(app, policy=POLICY, sids=random_sid, clock=SystemClock().now)
     bus = CommandBus(engine)
     runner = asyncio.create_task(bus.run())
     queue = iter(range(rooms))
@@ -156,7 +157,7 @@ def raw_read(store_url: str) -> tuple[float, int]:
 
 def memory_per_room(rooms: int) -> float:
     app = open_application("memory://")
-    engine = Engine(app, policy=POLICY, sids=random_sid)
+    engine = Engine(app, policy=POLICY, sids=random_sid, clock=SystemClock().now)
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]

