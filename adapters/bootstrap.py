@@ -12,9 +12,6 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from domain.engine import Engine, RoomsApplication
-from domain.ids import SidSource
-
 from adapters.clock import SystemClock, jittered_backoff
 from adapters.command_bus import CommandBus
 from adapters.config import Config
@@ -23,6 +20,8 @@ from adapters.store.queries import Queries
 from adapters.store.read_model import Follower, ReadModel
 from adapters.store.sql import Database
 from adapters.store.url import parse_store_url
+from domain.engine import Engine, RoomsApplication
+from domain.ids import SidSource
 
 logger = logging.getLogger(__name__)
 POLL_SECONDS = 0.5

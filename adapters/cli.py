@@ -1,7 +1,7 @@
 """The `openrooms` command.
 
-    openrooms serve   [--http H:P] [--store URL] [--nats URL] [--public-url URL] [--state-dir DIR] [--role R]
-    openrooms replay  [--store URL] [--state-dir DIR] [--verify] [--room SID] [--json]
+openrooms serve   [--http H:P] [--store URL] [--nats URL] [--public-url URL] [--state-dir DIR] [--role R]
+openrooms replay  [--store URL] [--state-dir DIR] [--verify] [--room SID] [--json]
 """
 
 from __future__ import annotations
@@ -83,8 +83,16 @@ def _replay(config: Config, args: argparse.Namespace) -> int:
     if args.json:
         import json
 
-        print(json.dumps({"events": report.events, "consistent": report.consistent,
-                          "problems": report.problems, "differences": report.differences}))
+        print(
+            json.dumps(
+                {
+                    "events": report.events,
+                    "consistent": report.consistent,
+                    "problems": report.problems,
+                    "differences": report.differences,
+                }
+            )
+        )
     else:
         print(f"replayed {report.events} events")
         for line in report.problems:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
@@ -88,8 +88,9 @@ class CommandBus:
     async def _on_engine(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: object) -> Any:
         return await loop.run_in_executor(self._engine_thread, fn, *args)
 
-    async def _finish(self, loop: asyncio.AbstractEventLoop, prepared: Prepared, batch: list[Waiter],
-                      write: asyncio.Future[None]) -> bool:
+    async def _finish(
+        self, loop: asyncio.AbstractEventLoop, prepared: Prepared, batch: list[Waiter], write: asyncio.Future[None]
+    ) -> bool:
         """Wait for a batch's write; resolve its callers. False if it must be re-run."""
         try:
             await write

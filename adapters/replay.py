@@ -12,21 +12,20 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor, wait
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import msgspec
 from tqdm import tqdm
 
+from adapters.store.read_model import ReadModel
 from domain.audit import Audit, compare_tables
 from domain.codec import decode
 from domain.engine import RoomsApplication
 from domain.events import Event, event_name
 from domain.projections import SCHEMA
-
-from adapters.store.read_model import ReadModel
 
 CHUNK = 10_000
 _JSON = msgspec.json.Encoder()
@@ -43,8 +42,9 @@ class ReplayReport:
         return not self.problems and not self.differences
 
 
-def read_log(app: RoomsApplication, *, progress: bool = False, part: tuple[int, int] = (0, 1),
-             counter: Any = None) -> Iterator[tuple[int, Any]]:
+def read_log(
+    app: RoomsApplication, *, progress: bool = False, part: tuple[int, int] = (0, 1), counter: Any = None
+) -> Iterator[tuple[int, Any]]:
     """(position, event) for every event in the log (or one partition of it), in order."""
     total = app.recorder.max_notification_id() or 0
     bar = tqdm(total=total, unit="ev", file=sys.stderr, disable=not progress, mininterval=0.5)
@@ -68,7 +68,8 @@ def read_log(app: RoomsApplication, *, progress: bool = False, part: tuple[int, 
 
 def summary(event: Event) -> str:
     fields = {
-        k: v for k, v in msgspec.structs.asdict(event).items()
+        k: v
+        for k, v in msgspec.structs.asdict(event).items()
         if k not in ("originator_id", "originator_version", "at", "command_id", "settings")
     }
     return " ".join(f"{k}={v}" for k, v in fields.items() if v not in (None, (), ""))
@@ -91,15 +92,24 @@ def print_timeline(app: RoomsApplication, out: TextIO, *, room: str | None, as_j
     return count
 
 
-def stored_tables(read_model: ReadModel, part: tuple[int, int] = (0, 1)) -> dict[str, dict[tuple[Any, ...], dict[str, Any]]]:
+def stored_tables(
+    read_model: ReadModel, part: tuple[int, int] = (0, 1)
+) -> dict[str, dict[tuple[Any, ...], dict[str, Any]]]:
     tables: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
     for name, table in SCHEMA.items():
         tables[name] = {tuple(row[c] for c in table.key): row for row in read_model.rows(name, part)}
     return tables
 
 
-def verify(app: RoomsApplication, read_model: ReadModel | None, account_sid: str, *, progress: bool = False,
-           part: tuple[int, int] = (0, 1), counter: Any = None) -> ReplayReport:
+def verify(
+    app: RoomsApplication,
+    read_model: ReadModel | None,
+    account_sid: str,
+    *,
+    progress: bool = False,
+    part: tuple[int, int] = (0, 1),
+    counter: Any = None,
+) -> ReplayReport:
     """Audit the log (or one partition of it) and compare with the stored read model."""
     audit = Audit(account_sid)
     for position, event in read_log(app, progress=progress, part=part, counter=counter):
@@ -136,7 +146,9 @@ PARALLEL_FROM = 50_000
 """Logs shorter than this are verified in-process: starting workers costs more than it saves."""
 
 
-def verify_store(store_url: str, account_sid: str, *, progress: bool = False, workers: int | None = None) -> ReplayReport:
+def verify_store(
+    store_url: str, account_sid: str, *, progress: bool = False, workers: int | None = None
+) -> ReplayReport:
     """`replay --verify`: one worker process per core, each rebuilding and checking a partition."""
     from adapters.bootstrap import open_application, open_read_model
 

@@ -16,10 +16,9 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
+from adapters.store.queries import Queries
 from domain.commands import ExpireDeadlines
 from domain.results import CommandResult
-
-from adapters.store.queries import Queries
 
 logger = logging.getLogger(__name__)
 RETRY_SECONDS = 1.0

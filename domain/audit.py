@@ -24,8 +24,16 @@ from domain.handlers import expected_subscriptions
 from domain.projections import MemoryView, project
 
 _SUBSCRIPTION_EVENTS: Final = frozenset(
-    {ev.ParticipantConnected, ev.ParticipantDisconnected, ev.ParticipantAnonymized, ev.TrackPublished,
-     ev.TrackUnpublished, ev.TrackSubscribed, ev.TrackUnsubscribed, ev.SubscribeRulesUpdated}
+    {
+        ev.ParticipantConnected,
+        ev.ParticipantDisconnected,
+        ev.ParticipantAnonymized,
+        ev.TrackPublished,
+        ev.TrackUnpublished,
+        ev.TrackSubscribed,
+        ev.TrackUnsubscribed,
+        ev.SubscribeRulesUpdated,
+    }
 )
 _AFTER_END_ALLOWED: Final = frozenset(
     {ev.RecordingStarted, ev.RecordingCompleted, ev.RecordingFailed, ev.RecordingDeleted, ev.RoomNameReleased}
@@ -57,7 +65,9 @@ class Audit:
         aggregate_id = event.originator_id
         version = event.originator_version
         if version != self._versions.get(aggregate_id, 0) + 1:
-            self.problem(position, f"{aggregate_id} sequence {version}, expected {self._versions.get(aggregate_id, 0) + 1}")
+            self.problem(
+                position, f"{aggregate_id} sequence {version}, expected {self._versions.get(aggregate_id, 0) + 1}"
+            )
         self._versions[aggregate_id] = version
         kind = type(event)
         if kind in _NAME_EVENTS:
@@ -87,12 +97,16 @@ class Audit:
         current = self.rooms.get(sid)
         if current is not None and current.ended_at is not None and kind not in _AFTER_END_ALLOWED:
             self.problem(position, f"{kind.__name__} in ended room {sid}")
-        if kind is ev.ParticipantDisconnected and (current is None or event.participant_sid not in current.participants):
+        if kind is ev.ParticipantDisconnected and (
+            current is None or event.participant_sid not in current.participants
+        ):
             self.problem(position, f"{event.participant_sid} disconnected from {sid} without being connected")
         updated = room.apply(current, event)
         self.rooms[sid] = updated
         if kind is ev.ParticipantConnected and len(updated.participants) > updated.settings.max_participants:
-            self.problem(position, f"{sid} has {len(updated.participants)} participants, cap {updated.settings.max_participants}")
+            self.problem(
+                position, f"{sid} has {len(updated.participants)} participants, cap {updated.settings.max_participants}"
+            )
         elif kind is ev.RoomEnded and updated.participants:
             self.problem(position, f"{sid} ended with {len(updated.participants)} connected participants")
         if kind in _SUBSCRIPTION_EVENTS:
@@ -111,8 +125,11 @@ class Audit:
         return self.problems
 
 
-def compare_tables(expected: dict[str, dict[tuple[Any, ...], dict[str, Any]]],
-                   stored: dict[str, dict[tuple[Any, ...], dict[str, Any]]], limit: int = 50) -> list[str]:
+def compare_tables(
+    expected: dict[str, dict[tuple[Any, ...], dict[str, Any]]],
+    stored: dict[str, dict[tuple[Any, ...], dict[str, Any]]],
+    limit: int = 50,
+) -> list[str]:
     """Differences between the rebuilt read model and the stored one, table by table."""
     differences: list[str] = []
     for table, rows in expected.items():

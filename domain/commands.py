@@ -157,7 +157,4 @@ AnyCommand = (
     | DeleteRecording
 )
 
-COMMAND_TYPES: Final[dict[str, type[Command]]] = {
-    cls.__struct_config__.tag: cls
-    for cls in AnyCommand.__args__
-}
+COMMAND_TYPES: Final[dict[str, type[Command]]] = {cls.__struct_config__.tag: cls for cls in AnyCommand.__args__}

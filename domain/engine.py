@@ -369,7 +369,9 @@ class Engine:
             state = self._cache[aggregate_id]
             before = self._committed.get(aggregate_id, 0)
             if isinstance(state, room.Room) and version // self.snapshot_interval > before // self.snapshot_interval:
-                snapshot = RoomSnapshot(originator_id=aggregate_id, originator_version=version, at=self.clock(), state=state)
+                snapshot = RoomSnapshot(
+                    originator_id=aggregate_id, originator_version=version, at=self.clock(), state=state
+                )
                 snapshots.append(self._to_stored(snapshot))
         return snapshots
 

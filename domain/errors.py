@@ -111,9 +111,7 @@ class InvalidParametersForTypeError(InvalidParameterError):
     code = 53114
 
     def __init__(self, parameter: str, room_type: str) -> None:
-        super().__init__(
-            f"Room creation parameter {parameter} is incompatible with the Room type {room_type}"
-        )
+        super().__init__(f"Room creation parameter {parameter} is incompatible with the Room type {room_type}")
 
 
 class MaxParticipantDurationOutOfRangeError(InvalidParameterError):
@@ -213,9 +211,7 @@ class RoomFullError(ConflictError):
     code = 53105
 
     def __init__(self, room_sid: str, max_participants: int) -> None:
-        super().__init__(
-            f"Room contains too many Participants: {room_sid} allows {max_participants}"
-        )
+        super().__init__(f"Room contains too many Participants: {room_sid} allows {max_participants}")
 
 
 class AccountParticipantCapError(ConflictError):
@@ -237,8 +233,7 @@ class TrackCapExceededError(ConflictError):
 
     def __init__(self, cap: int) -> None:
         super().__init__(
-            f"The maximum number of published tracks allowed in the Room at the same time "
-            f"has been reached ({cap})"
+            f"The maximum number of published tracks allowed in the Room at the same time has been reached ({cap})"
         )
 
 

@@ -20,10 +20,16 @@ from domain.machines import decide
 from domain.results import CommandResult
 from domain.room import Participant, Room
 from domain.room_name import RoomName
-from domain.rules import EXCLUDE_ALL, INCLUDE_ALL, Rule, TrackFacts, evaluate, parse_recording_rules, parse_subscribe_rules
+from domain.rules import (
+    EXCLUDE_ALL,
+    INCLUDE_ALL,
+    Rule,
+    evaluate,
+    parse_recording_rules,
+    parse_subscribe_rules,
+)
 from domain.settings import (
     MAX_ROOM_DURATION,
-    MINUTE,
     SFU_TYPES,
     AccountPolicy,
     room_settings,
@@ -235,8 +241,14 @@ def _connect_to_new_ad_hoc_room(
     )
     sid = unit.new_sid(ROOM_PREFIX)
     probe = Room(
-        id=sid, version=0, account_sid=policy.account_sid, unique_name=c.room, settings=settings,
-        state="created", created_at=unit.now, end_deadline=unit.now,
+        id=sid,
+        version=0,
+        account_sid=policy.account_sid,
+        unique_name=c.room,
+        settings=settings,
+        state="created",
+        created_at=unit.now,
+        end_deadline=unit.now,
     )
     _check_tracks(probe, c.tracks, None)
     go_account = _go_account(unit, probe, None)
@@ -268,12 +280,17 @@ def _admit(
     deadline = unit.now + timedelta(seconds=room.settings.max_participant_duration)
     if room.settings.type not in SFU_TYPES:
         rules = INCLUDE_ALL  # media is direct: every publisher sends every track, client rules have no effect
-    unit.record(room.sid, ev.ParticipantConnected, participant_sid=sid, identity=identity, deadline=deadline, subscribe_rules=rules)
+    unit.record(
+        room.sid,
+        ev.ParticipantConnected,
+        participant_sid=sid,
+        identity=identity,
+        deadline=deadline,
+        subscribe_rules=rules,
+    )
     if go_account is not None:
         unit.record(go_account.id, ev.GoParticipantAdmitted, room_sid=room.sid, participant_sid=sid)
-    track_sids = tuple(
-        _publish(unit, room, sid, spec.name, spec.kind, spec.enabled, spec.priority) for spec in tracks
-    )
+    track_sids = tuple(_publish(unit, room, sid, spec.name, spec.kind, spec.enabled, spec.priority) for spec in tracks)
     _reconcile_subscriptions(unit, room, subscribers=[sid])
     return CommandResult(
         room_sid=room.sid,
@@ -318,7 +335,9 @@ def _disconnect(
     if room.settings.type == "go":
         unit.record(unit.account().id, ev.GoParticipantReleased, room_sid=room.sid, participant_sid=participant.sid)
     if room_dest == "empty":
-        unit.record(room.sid, ev.RoomEmptied, empty_deadline=unit.now + timedelta(minutes=room.settings.empty_room_timeout))
+        unit.record(
+            room.sid, ev.RoomEmptied, empty_deadline=unit.now + timedelta(minutes=room.settings.empty_room_timeout)
+        )
         if room.settings.empty_room_timeout == 0:
             decide("room", room.state, "expire_empty", room, room.sid)
             end_room(unit, room, "empty-timeout")
@@ -340,7 +359,9 @@ def anonymize_participant(unit: Unit, c: cmd.AnonymizeParticipant) -> CommandRes
 # --- tracks ---------------------------------------------------------------------------------
 
 
-def _check_tracks(room: Room, specs: Iterable[cmd.TrackSpec], replaced: Participant | None, publisher: str | None = None) -> None:
+def _check_tracks(
+    room: Room, specs: Iterable[cmd.TrackSpec], replaced: Participant | None, publisher: str | None = None
+) -> None:
     specs = list(specs)
     names = [validate_track_name(s.name) for s in specs]
     existing = {t.name for t in room.tracks.values() if publisher is not None and t.participant_sid == publisher}
@@ -372,8 +393,14 @@ def publish_track(unit: Unit, c: cmd.PublishTrack) -> CommandResult:
 def _publish(unit: Unit, room: Room, participant_sid: str, name: str, kind: str, enabled: bool, priority: str) -> str:
     track_sid = unit.new_sid(TRACK_PREFIX)
     unit.record(
-        room.sid, ev.TrackPublished, participant_sid=participant_sid, track_sid=track_sid,
-        name=name, kind=kind, enabled=enabled, priority=priority,
+        room.sid,
+        ev.TrackPublished,
+        participant_sid=participant_sid,
+        track_sid=track_sid,
+        name=name,
+        kind=kind,
+        enabled=enabled,
+        priority=priority,
     )
     _reconcile_subscriptions(unit, room, tracks=[track_sid])
     _reconcile_recordings(unit, room, tracks=[track_sid])
@@ -414,8 +441,12 @@ def _unpublish(unit: Unit, room: Room, track_sid: str) -> None:
         decide("recording", recording.state, "stop", recording, recording.sid)
         unit.record(room.sid, ev.RecordingStopRequested, recording_sid=recording.sid)
     unit.record(
-        room.sid, ev.TrackUnpublished, participant_sid=track.participant_sid, track_sid=track_sid,
-        name=track.name, kind=track.kind,
+        room.sid,
+        ev.TrackUnpublished,
+        participant_sid=track.participant_sid,
+        track_sid=track_sid,
+        name=track.name,
+        kind=track.kind,
     )
 
 
@@ -454,11 +485,23 @@ def _record_subscription(unit: Unit, room: Room, subscriber: str, track_sid: str
     track = room.tracks[track_sid]
     if subscribe:
         unit.record(
-            room.sid, ev.TrackSubscribed, participant_sid=subscriber, publisher_sid=track.participant_sid,
-            track_sid=track_sid, name=track.name, kind=track.kind, enabled=track.state == "enabled",
+            room.sid,
+            ev.TrackSubscribed,
+            participant_sid=subscriber,
+            publisher_sid=track.participant_sid,
+            track_sid=track_sid,
+            name=track.name,
+            kind=track.kind,
+            enabled=track.state == "enabled",
         )
     else:
-        unit.record(room.sid, ev.TrackUnsubscribed, participant_sid=subscriber, publisher_sid=track.participant_sid, track_sid=track_sid)
+        unit.record(
+            room.sid,
+            ev.TrackUnsubscribed,
+            participant_sid=subscriber,
+            publisher_sid=track.participant_sid,
+            track_sid=track_sid,
+        )
 
 
 def expected_subscriptions(room: Room) -> set[tuple[str, str]]:
@@ -506,15 +549,21 @@ def _reconcile_recordings(unit: Unit, room: Room, tracks: Iterable[str] | None =
             track = room.tracks[track_sid]
             video = track.kind == "video"
             unit.record(
-                room.sid, ev.RecordingRequested,
-                recording_sid=unit.new_sid(RECORDING_PREFIX), track_sid=track_sid,
-                participant_sid=track.participant_sid, kind=track.kind, track_name=track.name,
+                room.sid,
+                ev.RecordingRequested,
+                recording_sid=unit.new_sid(RECORDING_PREFIX),
+                track_sid=track_sid,
+                participant_sid=track.participant_sid,
+                kind=track.kind,
+                track_name=track.name,
                 codec=(room.settings.video_codecs or ("VP8",))[0] if video else "OPUS",
                 container_format="mkv" if video else "mka",
             )
     for recording in list(room.recordings.values()):
-        if recording.state in ("requested", "started") and recording.track_sid not in wanted and (
-            tracks is None or recording.track_sid in scope
+        if (
+            recording.state in ("requested", "started")
+            and recording.track_sid not in wanted
+            and (tracks is None or recording.track_sid in scope)
         ):
             decide("recording", recording.state, "stop", recording, recording.sid)
             unit.record(room.sid, ev.RecordingStopRequested, recording_sid=recording.sid)
@@ -540,8 +589,12 @@ def report_recording_completed(unit: Unit, c: cmd.ReportRecordingCompleted) -> C
     recording = _recording(room, c.recording_sid)
     decide("recording", recording.state, "complete", recording, recording.sid)
     unit.record(
-        room.sid, ev.RecordingCompleted, recording_sid=recording.sid,
-        size=c.size, duration=c.duration, media_location=c.media_location,
+        room.sid,
+        ev.RecordingCompleted,
+        recording_sid=recording.sid,
+        size=c.size,
+        duration=c.duration,
+        media_location=c.media_location,
     )
     return CommandResult(room_sid=room.sid, recording_sid=recording.sid)
 

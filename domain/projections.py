@@ -27,19 +27,50 @@ class Table(NamedTuple):
 SCHEMA: Final[dict[str, Table]] = {
     "rooms": Table(
         (
-            "sid", "account_sid", "unique_name", "status", "type", "date_created", "date_updated",
-            "end_time", "duration", "max_participants", "max_participant_duration",
-            "max_concurrent_published_tracks", "status_callback", "status_callback_method",
-            "record_participants_on_connect", "video_codecs", "media_region", "audio_only",
-            "empty_room_timeout", "unused_room_timeout", "large_room", "ad_hoc", "end_reason",
-            "unused_deadline", "empty_deadline", "end_deadline",
+            "sid",
+            "account_sid",
+            "unique_name",
+            "status",
+            "type",
+            "date_created",
+            "date_updated",
+            "end_time",
+            "duration",
+            "max_participants",
+            "max_participant_duration",
+            "max_concurrent_published_tracks",
+            "status_callback",
+            "status_callback_method",
+            "record_participants_on_connect",
+            "video_codecs",
+            "media_region",
+            "audio_only",
+            "empty_room_timeout",
+            "unused_room_timeout",
+            "large_room",
+            "ad_hoc",
+            "end_reason",
+            "unused_deadline",
+            "empty_deadline",
+            "end_deadline",
         ),
         ("sid",),
     ),
     "participants": Table(
         (
-            "sid", "room_sid", "account_sid", "identity", "status", "date_created", "date_updated",
-            "start_time", "end_time", "duration", "deadline", "disconnect_reason", "error_code",
+            "sid",
+            "room_sid",
+            "account_sid",
+            "identity",
+            "status",
+            "date_created",
+            "date_updated",
+            "start_time",
+            "end_time",
+            "duration",
+            "deadline",
+            "disconnect_reason",
+            "error_code",
         ),
         ("sid",),
     ),
@@ -49,18 +80,41 @@ SCHEMA: Final[dict[str, Table]] = {
     ),
     "subscribed_tracks": Table(
         (
-            "participant_sid", "sid", "room_sid", "publisher_sid", "name", "kind", "enabled",
-            "date_created", "date_updated",
+            "participant_sid",
+            "sid",
+            "room_sid",
+            "publisher_sid",
+            "name",
+            "kind",
+            "enabled",
+            "date_created",
+            "date_updated",
         ),
         ("participant_sid", "sid"),
     ),
-    "subscribe_rules": Table(("participant_sid", "room_sid", "rules", "date_created", "date_updated"), ("participant_sid",)),
+    "subscribe_rules": Table(
+        ("participant_sid", "room_sid", "rules", "date_created", "date_updated"), ("participant_sid",)
+    ),
     "recording_rules": Table(("room_sid", "rules", "date_created", "date_updated"), ("room_sid",)),
     "recordings": Table(
         (
-            "sid", "account_sid", "room_sid", "participant_sid", "source_sid", "status", "state", "type",
-            "codec", "container_format", "track_name", "size", "duration", "offset", "media_location",
-            "date_created", "date_updated",
+            "sid",
+            "account_sid",
+            "room_sid",
+            "participant_sid",
+            "source_sid",
+            "status",
+            "state",
+            "type",
+            "codec",
+            "container_format",
+            "track_name",
+            "size",
+            "duration",
+            "offset",
+            "media_location",
+            "date_created",
+            "date_updated",
         ),
         ("sid",),
     ),
@@ -99,24 +153,46 @@ def rules_json(rules: Any) -> str:
 def _room_created(e: ev.RoomCreated) -> list[Op]:
     s, at = e.settings, micros(e.at)
     room = {
-        "sid": e.originator_id, "account_sid": e.account_sid, "unique_name": e.unique_name,
-        "status": "in-progress", "type": s.type, "date_created": at, "date_updated": at,
-        "end_time": None, "duration": None, "max_participants": s.max_participants,
+        "sid": e.originator_id,
+        "account_sid": e.account_sid,
+        "unique_name": e.unique_name,
+        "status": "in-progress",
+        "type": s.type,
+        "date_created": at,
+        "date_updated": at,
+        "end_time": None,
+        "duration": None,
+        "max_participants": s.max_participants,
         "max_participant_duration": s.max_participant_duration,
         "max_concurrent_published_tracks": s.max_concurrent_published_tracks,
-        "status_callback": s.status_callback, "status_callback_method": s.status_callback_method,
+        "status_callback": s.status_callback,
+        "status_callback_method": s.status_callback_method,
         "record_participants_on_connect": s.record_participants_on_connect,
-        "video_codecs": ",".join(s.video_codecs), "media_region": s.media_region or None,
-        "audio_only": s.audio_only, "empty_room_timeout": s.empty_room_timeout,
-        "unused_room_timeout": s.unused_room_timeout, "large_room": s.large_room, "ad_hoc": s.ad_hoc,
-        "end_reason": None, "unused_deadline": micros(e.unused_deadline), "empty_deadline": None,
+        "video_codecs": ",".join(s.video_codecs),
+        "media_region": s.media_region or None,
+        "audio_only": s.audio_only,
+        "empty_room_timeout": s.empty_room_timeout,
+        "unused_room_timeout": s.unused_room_timeout,
+        "large_room": s.large_room,
+        "ad_hoc": s.ad_hoc,
+        "end_reason": None,
+        "unused_deadline": micros(e.unused_deadline),
+        "empty_deadline": None,
         "end_deadline": micros(e.end_deadline),
     }
     ops: list[Op] = [Upsert("rooms", room)]
     if s.type in ("group", "group-small"):
-        ops.append(Upsert("recording_rules", {
-            "room_sid": e.originator_id, "rules": rules_json(e.recording_rules), "date_created": at, "date_updated": at,
-        }))
+        ops.append(
+            Upsert(
+                "recording_rules",
+                {
+                    "room_sid": e.originator_id,
+                    "rules": rules_json(e.recording_rules),
+                    "date_created": at,
+                    "date_updated": at,
+                },
+            )
+        )
     return ops
 
 
@@ -126,25 +202,55 @@ def _room_emptied(e: ev.RoomEmptied) -> list[Op]:
 
 def _room_ended(e: ev.RoomEnded) -> list[Op]:
     at = micros(e.at)
-    return [Update("rooms", {"sid": e.originator_id}, {
-        "status": e.status, "end_time": at, "date_updated": at, "duration": e.duration, "end_reason": e.reason,
-        "unused_deadline": None, "empty_deadline": None, "end_deadline": None,
-    })]
+    return [
+        Update(
+            "rooms",
+            {"sid": e.originator_id},
+            {
+                "status": e.status,
+                "end_time": at,
+                "date_updated": at,
+                "duration": e.duration,
+                "end_reason": e.reason,
+                "unused_deadline": None,
+                "empty_deadline": None,
+                "end_deadline": None,
+            },
+        )
+    ]
 
 
 def _participant_connected(e: ev.ParticipantConnected, account_sid: str = "") -> list[Op]:
     at = micros(e.at)
     return [
-        Upsert("participants", {
-            "sid": e.participant_sid, "room_sid": e.originator_id, "account_sid": account_sid,
-            "identity": e.identity, "status": "connected", "date_created": at, "date_updated": at,
-            "start_time": at, "end_time": None, "duration": None, "deadline": micros(e.deadline),
-            "disconnect_reason": None, "error_code": None,
-        }),
-        Upsert("subscribe_rules", {
-            "participant_sid": e.participant_sid, "room_sid": e.originator_id,
-            "rules": rules_json(e.subscribe_rules), "date_created": at, "date_updated": at,
-        }),
+        Upsert(
+            "participants",
+            {
+                "sid": e.participant_sid,
+                "room_sid": e.originator_id,
+                "account_sid": account_sid,
+                "identity": e.identity,
+                "status": "connected",
+                "date_created": at,
+                "date_updated": at,
+                "start_time": at,
+                "end_time": None,
+                "duration": None,
+                "deadline": micros(e.deadline),
+                "disconnect_reason": None,
+                "error_code": None,
+            },
+        ),
+        Upsert(
+            "subscribe_rules",
+            {
+                "participant_sid": e.participant_sid,
+                "room_sid": e.originator_id,
+                "rules": rules_json(e.subscribe_rules),
+                "date_created": at,
+                "date_updated": at,
+            },
+        ),
         Update("rooms", {"sid": e.originator_id}, {"unused_deadline": None, "empty_deadline": None}),
     ]
 
@@ -152,10 +258,19 @@ def _participant_connected(e: ev.ParticipantConnected, account_sid: str = "") ->
 def _participant_disconnected(e: ev.ParticipantDisconnected) -> list[Op]:
     at = micros(e.at)
     return [
-        Update("participants", {"sid": e.participant_sid}, {
-            "status": "disconnected", "date_updated": at, "end_time": at, "duration": e.duration,
-            "deadline": None, "disconnect_reason": e.reason, "error_code": e.error_code,
-        }),
+        Update(
+            "participants",
+            {"sid": e.participant_sid},
+            {
+                "status": "disconnected",
+                "date_updated": at,
+                "end_time": at,
+                "duration": e.duration,
+                "deadline": None,
+                "disconnect_reason": e.reason,
+                "error_code": e.error_code,
+            },
+        ),
     ]
 
 
@@ -165,11 +280,22 @@ def _participant_anonymized(e: ev.ParticipantAnonymized) -> list[Op]:
 
 def _track_published(e: ev.TrackPublished) -> list[Op]:
     at = micros(e.at)
-    return [Upsert("published_tracks", {
-        "sid": e.track_sid, "room_sid": e.originator_id, "participant_sid": e.participant_sid,
-        "name": e.name, "kind": e.kind, "enabled": e.enabled, "priority": e.priority,
-        "date_created": at, "date_updated": at,
-    })]
+    return [
+        Upsert(
+            "published_tracks",
+            {
+                "sid": e.track_sid,
+                "room_sid": e.originator_id,
+                "participant_sid": e.participant_sid,
+                "name": e.name,
+                "kind": e.kind,
+                "enabled": e.enabled,
+                "priority": e.priority,
+                "date_created": at,
+                "date_updated": at,
+            },
+        )
+    ]
 
 
 def _track_toggled(enabled: bool) -> Callable[[Any], list[Op]]:
@@ -189,11 +315,22 @@ def _track_unpublished(e: ev.TrackUnpublished) -> list[Op]:
 
 def _track_subscribed(e: ev.TrackSubscribed) -> list[Op]:
     at = micros(e.at)
-    return [Upsert("subscribed_tracks", {
-        "participant_sid": e.participant_sid, "sid": e.track_sid, "room_sid": e.originator_id,
-        "publisher_sid": e.publisher_sid, "name": e.name, "kind": e.kind, "enabled": e.enabled,
-        "date_created": at, "date_updated": at,
-    })]
+    return [
+        Upsert(
+            "subscribed_tracks",
+            {
+                "participant_sid": e.participant_sid,
+                "sid": e.track_sid,
+                "room_sid": e.originator_id,
+                "publisher_sid": e.publisher_sid,
+                "name": e.name,
+                "kind": e.kind,
+                "enabled": e.enabled,
+                "date_created": at,
+                "date_updated": at,
+            },
+        )
+    ]
 
 
 def _track_unsubscribed(e: ev.TrackUnsubscribed) -> list[Op]:
@@ -201,22 +338,51 @@ def _track_unsubscribed(e: ev.TrackUnsubscribed) -> list[Op]:
 
 
 def _subscribe_rules(e: ev.SubscribeRulesUpdated) -> list[Op]:
-    return [Update("subscribe_rules", {"participant_sid": e.participant_sid}, {"rules": rules_json(e.rules), "date_updated": micros(e.at)})]
+    return [
+        Update(
+            "subscribe_rules",
+            {"participant_sid": e.participant_sid},
+            {"rules": rules_json(e.rules), "date_updated": micros(e.at)},
+        )
+    ]
 
 
 def _recording_rules(e: ev.RecordingRulesUpdated) -> list[Op]:
-    return [Update("recording_rules", {"room_sid": e.originator_id}, {"rules": rules_json(e.rules), "date_updated": micros(e.at)})]
+    return [
+        Update(
+            "recording_rules",
+            {"room_sid": e.originator_id},
+            {"rules": rules_json(e.rules), "date_updated": micros(e.at)},
+        )
+    ]
 
 
 def _recording_requested(e: ev.RecordingRequested, account_sid: str = "") -> list[Op]:
     at = micros(e.at)
-    return [Upsert("recordings", {
-        "sid": e.recording_sid, "account_sid": account_sid, "room_sid": e.originator_id,
-        "participant_sid": e.participant_sid, "source_sid": e.track_sid, "status": "processing",
-        "state": "requested", "type": e.kind, "codec": e.codec, "container_format": e.container_format,
-        "track_name": e.track_name, "size": 0, "duration": 0, "offset": 0, "media_location": None,
-        "date_created": at, "date_updated": at,
-    })]
+    return [
+        Upsert(
+            "recordings",
+            {
+                "sid": e.recording_sid,
+                "account_sid": account_sid,
+                "room_sid": e.originator_id,
+                "participant_sid": e.participant_sid,
+                "source_sid": e.track_sid,
+                "status": "processing",
+                "state": "requested",
+                "type": e.kind,
+                "codec": e.codec,
+                "container_format": e.container_format,
+                "track_name": e.track_name,
+                "size": 0,
+                "duration": 0,
+                "offset": 0,
+                "media_location": None,
+                "date_created": at,
+                "date_updated": at,
+            },
+        )
+    ]
 
 
 def _recording_state(state: str, status: str) -> Callable[[Any], list[Op]]:

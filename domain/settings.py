@@ -69,13 +69,9 @@ def validate_identity(identity: str) -> str:
     if not identity:
         raise errors.ParticipantIdentityInvalidError()
     if len(identity) > NAME_MAX:
-        raise errors.ParticipantIdentityInvalidError(
-            "Participant identity is too long", code=53201
-        )
+        raise errors.ParticipantIdentityInvalidError("Participant identity is too long", code=53201)
     if _CONTROL.search(identity.replace("/", "").replace("?", "").replace("#", "").replace("%", "")):
-        raise errors.ParticipantIdentityInvalidError(
-            "Participant identity contains invalid characters", code=53202
-        )
+        raise errors.ParticipantIdentityInvalidError("Participant identity contains invalid characters", code=53202)
     return identity
 
 

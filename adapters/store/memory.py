@@ -30,13 +30,11 @@ class MemoryRecorder(POPOApplicationRecorder):
         with self._database_lock:
             return {k: self._results[k] for k in command_ids if k in self._results}
 
-
     def select_events_for(self, originator_ids: Sequence[str]) -> list[StoredEvent]:
         out: list[StoredEvent] = []
         for originator_id in originator_ids:
             out.extend(self.select_events(originator_id))
         return out
-
 
     def select_raw(self, start: int, limit: int, part: tuple[int, int] = (0, 1)) -> list[tuple[int, str, bytes]]:
         from adapters.partition import partition_of

@@ -109,7 +109,6 @@ class CommandLogPostgresRecorder(_SerialSchemaCreation, PostgresApplicationRecor
             curs.execute(self._select_results, (list(command_ids),))
             return {row["command_id"]: bytes(row["result"]) for row in curs.fetchall()}
 
-
     def select_events_for(self, originator_ids: Sequence[str]) -> list[StoredEvent]:
         """Every event of the given aggregates, in one read (the engine's prefetch)."""
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
@@ -118,7 +117,6 @@ class CommandLogPostgresRecorder(_SerialSchemaCreation, PostgresApplicationRecor
                 StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
                 for r in curs.fetchall()
             ]
-
 
     def select_raw(self, start: int, limit: int, part: tuple[int, int] = (0, 1)) -> list[tuple[int, str, bytes]]:
         """(notification id, topic, state) after `start`, optionally one partition (k, n)."""

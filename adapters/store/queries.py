@@ -13,10 +13,9 @@ from typing import Any, NamedTuple
 
 import msgspec
 
+from adapters.store.read_model import ReadModel, normalize, table_name
 from domain.ids import ROOM_PREFIX, is_sid
 from domain.projections import SCHEMA, Row
-
-from adapters.store.read_model import ReadModel, normalize, table_name
 
 
 class Page(NamedTuple):
@@ -55,8 +54,16 @@ class Queries:
 
     # --- generic -------------------------------------------------------------------------
 
-    def _select(self, table: str, filters: Sequence[Filter], *, order: str = "date_created", desc: bool = False,
-                limit: int | None = None, after: list[Any] | None = None) -> list[Row]:
+    def _select(
+        self,
+        table: str,
+        filters: Sequence[Filter],
+        *,
+        order: str = "date_created",
+        desc: bool = False,
+        limit: int | None = None,
+        after: list[Any] | None = None,
+    ) -> list[Row]:
         columns = SCHEMA[table].columns
         sql = [f"SELECT {', '.join(chr(34) + c + chr(34) for c in columns)} FROM {table_name(table)}"]
         where: list[str] = []
@@ -79,8 +86,9 @@ class Queries:
             sql.append(f"LIMIT {int(limit)}")
         return [normalize(dict(zip(columns, r, strict=True))) for r in self.read_model.db.query(" ".join(sql), params)]
 
-    def _page(self, table: str, filters: Sequence[Filter], page_size: int, page_token: str | None,
-              *, desc: bool = False) -> Page:
+    def _page(
+        self, table: str, filters: Sequence[Filter], page_size: int, page_token: str | None, *, desc: bool = False
+    ) -> Page:
         self.refresh()
         after = _decode_token(page_token) if page_token else None
         rows = self._select(table, filters, desc=desc, limit=page_size + 1, after=after)
@@ -111,9 +119,16 @@ class Queries:
             return self._one("rooms", [Filter("sid", "=", sid_or_name)])
         return self._one("rooms", [Filter("unique_name", "=", sid_or_name), Filter("status", "=", "in-progress")])
 
-    def rooms(self, *, status: str | None = "in-progress", unique_name: str | None = None,
-              created_after: int | None = None, created_before: int | None = None,
-              page_size: int = 50, page_token: str | None = None) -> Page:
+    def rooms(
+        self,
+        *,
+        status: str | None = "in-progress",
+        unique_name: str | None = None,
+        created_after: int | None = None,
+        created_before: int | None = None,
+        page_size: int = 50,
+        page_token: str | None = None,
+    ) -> Page:
         filters = self._dates(created_after, created_before)
         if status is not None:
             filters.append(Filter("status", "=", status))
@@ -127,13 +142,26 @@ class Queries:
         """By PA SID, or by the identity of a connected participant."""
         if sid_or_identity.startswith("PA") and is_sid(sid_or_identity, "PA"):
             return self._one("participants", [Filter("room_sid", "=", room_sid), Filter("sid", "=", sid_or_identity)])
-        return self._one("participants", [
-            Filter("room_sid", "=", room_sid), Filter("identity", "=", sid_or_identity), Filter("status", "=", "connected"),
-        ])
+        return self._one(
+            "participants",
+            [
+                Filter("room_sid", "=", room_sid),
+                Filter("identity", "=", sid_or_identity),
+                Filter("status", "=", "connected"),
+            ],
+        )
 
-    def participants(self, room_sid: str, *, status: str | None = None, identity: str | None = None,
-                     created_after: int | None = None, created_before: int | None = None,
-                     page_size: int = 50, page_token: str | None = None) -> Page:
+    def participants(
+        self,
+        room_sid: str,
+        *,
+        status: str | None = None,
+        identity: str | None = None,
+        created_after: int | None = None,
+        created_before: int | None = None,
+        page_size: int = 50,
+        page_token: str | None = None,
+    ) -> Page:
         filters = [Filter("room_sid", "=", room_sid), *self._dates(created_after, created_before)]
         if status is not None:
             filters.append(Filter("status", "=", status))
@@ -145,13 +173,17 @@ class Queries:
 
     def published_track(self, participant_sid: str, sid_or_name: str) -> Row | None:
         column = "sid" if is_sid(sid_or_name, "MT") else "name"
-        return self._one("published_tracks", [Filter("participant_sid", "=", participant_sid), Filter(column, "=", sid_or_name)])
+        return self._one(
+            "published_tracks", [Filter("participant_sid", "=", participant_sid), Filter(column, "=", sid_or_name)]
+        )
 
     def published_tracks(self, participant_sid: str, *, page_size: int = 50, page_token: str | None = None) -> Page:
         return self._page("published_tracks", [Filter("participant_sid", "=", participant_sid)], page_size, page_token)
 
     def subscribed_track(self, participant_sid: str, sid: str) -> Row | None:
-        return self._one("subscribed_tracks", [Filter("participant_sid", "=", participant_sid), Filter("sid", "=", sid)])
+        return self._one(
+            "subscribed_tracks", [Filter("participant_sid", "=", participant_sid), Filter("sid", "=", sid)]
+        )
 
     def subscribed_tracks(self, participant_sid: str, *, page_size: int = 50, page_token: str | None = None) -> Page:
         return self._page("subscribed_tracks", [Filter("participant_sid", "=", participant_sid)], page_size, page_token)
@@ -160,13 +192,16 @@ class Queries:
         self.refresh()
         rows = self.read_model.db.query(
             "SELECT participant_sid, room_sid, rules, date_created, date_updated FROM rm_subscribe_rules "
-            "WHERE participant_sid = ?", (participant_sid,))
+            "WHERE participant_sid = ?",
+            (participant_sid,),
+        )
         return dict(zip(SCHEMA["subscribe_rules"].columns, rows[0], strict=True)) if rows else None
 
     def recording_rules(self, room_sid: str) -> Row | None:
         self.refresh()
         rows = self.read_model.db.query(
-            "SELECT room_sid, rules, date_created, date_updated FROM rm_recording_rules WHERE room_sid = ?", (room_sid,))
+            "SELECT room_sid, rules, date_created, date_updated FROM rm_recording_rules WHERE room_sid = ?", (room_sid,)
+        )
         return dict(zip(SCHEMA["recording_rules"].columns, rows[0], strict=True)) if rows else None
 
     # --- recordings ----------------------------------------------------------------------
@@ -174,12 +209,26 @@ class Queries:
     def recording(self, sid: str) -> Row | None:
         return self._one("recordings", [Filter("sid", "=", sid)])
 
-    def recordings(self, *, room_sid: str | None = None, status: str | None = None, source_sid: str | None = None,
-                   grouping_sids: Sequence[str] = (), media_type: str | None = None,
-                   created_after: int | None = None, created_before: int | None = None,
-                   page_size: int = 50, page_token: str | None = None) -> Page:
+    def recordings(
+        self,
+        *,
+        room_sid: str | None = None,
+        status: str | None = None,
+        source_sid: str | None = None,
+        grouping_sids: Sequence[str] = (),
+        media_type: str | None = None,
+        created_after: int | None = None,
+        created_before: int | None = None,
+        page_size: int = 50,
+        page_token: str | None = None,
+    ) -> Page:
         filters = self._dates(created_after, created_before)
-        for column, value in (("room_sid", room_sid), ("status", status), ("source_sid", source_sid), ("type", media_type)):
+        for column, value in (
+            ("room_sid", room_sid),
+            ("status", status),
+            ("source_sid", source_sid),
+            ("type", media_type),
+        ):
             if value is not None:
                 filters.append(Filter(column, "=", value))
         for grouping in grouping_sids:
@@ -206,7 +255,8 @@ class Queries:
         self.refresh()
         rows = self.read_model.db.query(
             "SELECT room_sid, MIN(d) FROM ("
-            " SELECT sid AS room_sid, unused_deadline AS d FROM rm_rooms WHERE status = 'in-progress' AND unused_deadline <= ?"
+            " SELECT sid AS room_sid, unused_deadline AS d FROM rm_rooms"
+            " WHERE status = 'in-progress' AND unused_deadline <= ?"
             " UNION ALL SELECT sid, empty_deadline FROM rm_rooms WHERE status = 'in-progress' AND empty_deadline <= ?"
             " UNION ALL SELECT sid, end_deadline FROM rm_rooms WHERE status = 'in-progress' AND end_deadline <= ?"
             " UNION ALL SELECT room_sid, deadline FROM rm_participants WHERE status = 'connected' AND deadline <= ?"

@@ -14,25 +14,35 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
+from adapters.store.sql import Database, _Cursor
 from domain.codec import decode
 from domain.engine import RoomsApplication
 from domain.events import Event
 from domain.projections import SCHEMA, Delete, Op, Row, Update, Upsert, project
 
-from adapters.store.sql import Database, _Cursor
-
 logger = logging.getLogger(__name__)
 
 TRACKING_NAME: Final = "read_model"
-BOOLEAN_COLUMNS: Final = frozenset(
-    {"record_participants_on_connect", "audio_only", "large_room", "ad_hoc", "enabled"}
-)
+BOOLEAN_COLUMNS: Final = frozenset({"record_participants_on_connect", "audio_only", "large_room", "ad_hoc", "enabled"})
 INTEGER_COLUMNS: Final = frozenset(
     {
-        "date_created", "date_updated", "end_time", "start_time", "duration", "deadline",
-        "unused_deadline", "empty_deadline", "end_deadline", "max_participants",
-        "max_participant_duration", "max_concurrent_published_tracks", "empty_room_timeout",
-        "unused_room_timeout", "size", "offset", "error_code",
+        "date_created",
+        "date_updated",
+        "end_time",
+        "start_time",
+        "duration",
+        "deadline",
+        "unused_deadline",
+        "empty_deadline",
+        "end_deadline",
+        "max_participants",
+        "max_participant_duration",
+        "max_concurrent_published_tracks",
+        "empty_room_timeout",
+        "unused_room_timeout",
+        "size",
+        "offset",
+        "error_code",
     }
 )
 INDEXES: Final = (

@@ -23,8 +23,7 @@ from eventsourcing.utils import Environment, EnvType
 
 _CHUNK = 500
 SQLITE_PARTITION = (
-    "(CASE WHEN substr({column}, 1, 2) = 'RM' "
-    "THEN instr('0123456789abcdef', lower(substr({column}, -1))) ELSE 0 END)"
+    "(CASE WHEN substr({column}, 1, 2) = 'RM' THEN instr('0123456789abcdef', lower(substr({column}, -1))) ELSE 0 END)"
 )
 """The partition number expression of adapters.partition.partition_of, in SQLite."""
 
@@ -122,7 +121,6 @@ class CommandLogSQLiteRecorder(_ImmediateSchemaCreation, SQLiteApplicationRecord
                 found.update((row[0], bytes(row[1])) for row in c.fetchall())
         return found
 
-
     def select_events_for(self, originator_ids: Sequence[str]) -> list[StoredEvent]:
         """Every event of the given aggregates, in one read (the engine's prefetch)."""
         found: list[StoredEvent] = []
@@ -138,7 +136,6 @@ class CommandLogSQLiteRecorder(_ImmediateSchemaCreation, SQLiteApplicationRecord
                 found.extend(StoredEvent(row[0], row[1], row[2], row[3]) for row in c.fetchall())
         return found
 
-
     def select_raw(self, start: int, limit: int, part: tuple[int, int] = (0, 1)) -> list[tuple[int, str, bytes]]:
         """(notification id, topic, state) after `start`: the audit's fast path.
 
@@ -148,7 +145,8 @@ class CommandLogSQLiteRecorder(_ImmediateSchemaCreation, SQLiteApplicationRecord
         where = "" if n == 1 else f" AND {SQLITE_PARTITION.format(column='originator_id')} % {n} = {k}"
         with self.datastore.transaction(commit=False) as c:
             c.execute(
-                f"SELECT rowid, topic, state FROM {self.events_table_name} WHERE rowid > ?{where} ORDER BY rowid LIMIT ?",
+                f"SELECT rowid, topic, state FROM {self.events_table_name} "
+                f"WHERE rowid > ?{where} ORDER BY rowid LIMIT ?",
                 (start, limit),
             )
             return [(int(row[0]), str(row[1]), bytes(row[2])) for row in c.fetchall()]

@@ -1,9 +1,9 @@
 """Store URLs (SQLAlchemy style) → the eventsourcing environment that selects the store.
 
-    sqlite:///relative.db            a file relative to the working directory
-    sqlite:////absolute/path.db      an absolute path
-    postgresql://user:pw@host:5432/db, postgresql://user@/db?host=/run/socket/dir
-    memory://                        in-process (tests)
+sqlite:///relative.db            a file relative to the working directory
+sqlite:////absolute/path.db      an absolute path
+postgresql://user:pw@host:5432/db, postgresql://user@/db?host=/run/socket/dir
+memory://                        in-process (tests)
 """
 
 from __future__ import annotations

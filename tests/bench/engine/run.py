@@ -46,7 +46,6 @@ POLICY = AccountPolicy(account_sid=ACCOUNT)
 COMMANDS_PER_ROOM = 17
 
 
-
 async def drive_room(bus: CommandBus, index: int) -> int:
     prefix = f"r{index}"
     created = await bus.execute(c.CreateRoom(command_id=f"{prefix}-create", unique_name=f"bench-{index}"))
@@ -54,20 +53,31 @@ async def drive_room(bus: CommandBus, index: int) -> int:
     assert room is not None, created
     people = []
     for p in range(4):
-        result = await bus.execute(c.ConnectParticipant(
-            command_id=f"{prefix}-connect-{p}", room=room, identity=f"user{p}",
-            tracks=[c.TrackSpec(name="mic", kind="audio"), c.TrackSpec(name="cam", kind="video")],
-        ))
+        result = await bus.execute(
+            c.ConnectParticipant(
+                command_id=f"{prefix}-connect-{p}",
+                room=room,
+                identity=f"user{p}",
+                tracks=[c.TrackSpec(name="mic", kind="audio"), c.TrackSpec(name="cam", kind="video")],
+            )
+        )
         assert result.ok, result
         people.append((result.participant_sid, result.track_sids[1]))
     for p, (participant, video) in enumerate(people):
         for n, enabled in enumerate((False, True)):
-            await bus.execute(c.SetTrackEnabled(
-                command_id=f"{prefix}-toggle-{p}-{n}", room_sid=room, participant_sid=participant,
-                track_sid=video, enabled=enabled,
-            ))
+            await bus.execute(
+                c.SetTrackEnabled(
+                    command_id=f"{prefix}-toggle-{p}-{n}",
+                    room_sid=room,
+                    participant_sid=participant,
+                    track_sid=video,
+                    enabled=enabled,
+                )
+            )
     for p, (participant, _) in enumerate(people):
-        await bus.execute(c.DisconnectParticipant(command_id=f"{prefix}-leave-{p}", room_sid=room, participant_sid=participant))
+        await bus.execute(
+            c.DisconnectParticipant(command_id=f"{prefix}-leave-{p}", room_sid=room, participant_sid=participant)
+        )
     return COMMANDS_PER_ROOM
 
 
@@ -165,10 +175,14 @@ def memory_per_room(rooms: int) -> float:
         room = engine.execute(c.CreateRoom(command_id=f"m{index}", unique_name=f"mem-{index}")).room_sid
         assert room is not None
         for p in range(4):
-            engine.execute(c.ConnectParticipant(
-                command_id=f"m{index}-{p}", room=room, identity=f"user{p}",
-                tracks=[c.TrackSpec(name="mic", kind="audio"), c.TrackSpec(name="cam", kind="video")],
-            ))
+            engine.execute(
+                c.ConnectParticipant(
+                    command_id=f"m{index}-{p}",
+                    room=room,
+                    identity=f"user{p}",
+                    tracks=[c.TrackSpec(name="mic", kind="audio"), c.TrackSpec(name="cam", kind="video")],
+                )
+            )
     app.recorder._stored_events.clear()  # the in-memory log is not part of the engine's cache
     app.recorder._stored_events_index.clear()
     app.recorder._results.clear()
@@ -203,16 +217,22 @@ def main() -> None:
 
     ours_rate, naive_rate = ours_n / ours_s, naive_n / naive_s
     verify_rate, raw_rate = report.events / verify_s, raw_n / raw_s
-    print(f"## Engine benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
-          f"{os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}")
+    print(
+        f"## Engine benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}"
+    )
     print()
     print("| measure | ours | baseline | ratio |")
     print("|---|---|---|---|")
-    print(f"| commands/s (durable SQLite, {args.clients} concurrent rooms; {events / ours_n:.1f} events/command) "
-          f"| {ours_rate:,.0f} | {naive_rate:,.0f} (naive load-change-save) | {ours_rate / naive_rate:.1f}x |")
+    print(
+        f"| commands/s (durable SQLite, {args.clients} concurrent rooms; {events / ours_n:.1f} events/command) "
+        f"| {ours_rate:,.0f} | {naive_rate:,.0f} (naive load-change-save) | {ours_rate / naive_rate:.1f}x |"
+    )
     print(f"| events/s written | {events / ours_s:,.0f} | | |")
-    print(f"| replay --verify events/s ({report.events:,} events) | {verify_rate:,.0f} | {raw_rate:,.0f} (raw read) "
-          f"| {verify_rate / raw_rate:.2f}x |")
+    print(
+        f"| replay --verify events/s ({report.events:,} events) | {verify_rate:,.0f} | {raw_rate:,.0f} (raw read) "
+        f"| {verify_rate / raw_rate:.2f}x |"
+    )
     print(f"| memory per active room (4 participants, 8 tracks) | {per_room / 1024:.1f} KiB | | |")
     sys.stdout.flush()
 
