@@ -162,7 +162,7 @@ def verify_store(
         finally:
             read_model.db.close()
             app.close()
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     counter = context.Value("q", 0)
     report = ReplayReport()
     with ProcessPoolExecutor(max_workers=n, mp_context=context, initializer=_share, initargs=(counter,)) as pool:

@@ -62,21 +62,24 @@ class Audit:
 
     def feed(self, position: int, event: Any) -> None:
         self.events += 1
-        aggregate_id = event.originator_id
-        version = event.originator_version
-        if version != self._versions.get(aggregate_id, 0) + 1:
-            self.problem(
-                position, f"{aggregate_id} sequence {version}, expected {self._versions.get(aggregate_id, 0) + 1}"
-            )
-        self._versions[aggregate_id] = version
         kind = type(event)
         if kind in _NAME_EVENTS:
+            self._check_sequence(position, event)
             self._feed_name(position, event)
         elif kind in _ACCOUNT_EVENTS:
-            self.accounts[aggregate_id] = account.apply(self.accounts.get(aggregate_id), event)
+            self._check_sequence(position, event)
+            self.accounts[event.originator_id] = account.apply(self.accounts.get(event.originator_id), event)
         else:
+            # A room's version is its state's: the sequence check is the room's own.
             self._feed_room(position, event)
             self.view.apply(project(event, self.account_sid))
+
+    def _check_sequence(self, position: int, event: Any) -> None:
+        aggregate_id, version = event.originator_id, event.originator_version
+        expected = self._versions.get(aggregate_id, 0) + 1
+        if version != expected:
+            self.problem(position, f"{aggregate_id} sequence {version}, expected {expected}")
+        self._versions[aggregate_id] = version
 
     def _feed_name(self, position: int, event: Any) -> None:
         entry = self.names.get(event.originator_id)
@@ -95,6 +98,9 @@ class Audit:
             self._command = key
         kind = type(event)
         current = self.rooms.get(sid)
+        expected = current.version + 1 if current is not None else 1
+        if event.originator_version != expected:
+            self.problem(position, f"{sid} sequence {event.originator_version}, expected {expected}")
         if current is not None and current.ended_at is not None and kind not in _AFTER_END_ALLOWED:
             self.problem(position, f"{kind.__name__} in ended room {sid}")
         if kind is ev.ParticipantDisconnected and (

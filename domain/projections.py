@@ -143,7 +143,18 @@ _RULES_ENCODER: Final = msgspec.json.Encoder()
 
 
 def micros(at: datetime | None) -> int | None:
-    return None if at is None else int(at.timestamp() * 1_000_000)
+    if at is None:
+        return None
+    global _last_micros
+    cached = _last_micros  # one (time, value) pair, swapped atomically: safe across threads
+    if at == cached[0]:  # the events of one batch share their time
+        return cached[1]
+    value = int(at.timestamp() * 1_000_000)
+    _last_micros = (at, value)
+    return value
+
+
+_last_micros: tuple[datetime | None, int] = (None, 0)
 
 
 def rules_json(rules: Any) -> str:
@@ -429,11 +440,12 @@ _PROJECT: Final[dict[type[ev.Event], Callable[[Any], list[Op]]]] = {
 
 def project(event: ev.Event, account_sid: str) -> list[Op]:
     """The read-model operations for one event. `account_sid` is the engine's account."""
-    if isinstance(event, ev.ParticipantConnected):
-        return _participant_connected(event, account_sid)
-    if isinstance(event, ev.RecordingRequested):
-        return _recording_requested(event, account_sid)
-    return _PROJECT[type(event)](event)
+    kind = type(event)
+    if kind is ev.ParticipantConnected:
+        return _participant_connected(event, account_sid)  # type: ignore[arg-type]
+    if kind is ev.RecordingRequested:
+        return _recording_requested(event, account_sid)  # type: ignore[arg-type]
+    return _PROJECT[kind](event)
 
 
 def _key_of(columns: tuple[str, ...]) -> Callable[[Row], tuple[Any, ...]]:
@@ -458,30 +470,35 @@ class MemoryView:
         self._by_track: dict[str, set[tuple[Any, ...]]] = {}
 
     def apply(self, ops: list[Op]) -> None:
+        """Apply operations; rows are taken as given (the projections build a fresh dict per op)."""
+        tables, key_names, by_track = self.tables, self._key_names, self._by_track
         for op in ops:
-            name = op.table
-            table = self.tables[name]
-            kind = type(op)
-            if kind is Upsert:
-                key = self._key_of[name](op.row)  # type: ignore[union-attr]
-                table[key] = dict(op.row)  # type: ignore[union-attr]
+            name = op[0]
+            table = tables[name]
+            keys = key_names[name]
+            if type(op) is Upsert:
+                row = op[1]
+                key = (row[keys[0]],) if len(keys) == 1 else (row[keys[0]], row[keys[1]])
+                table[key] = row
                 if name == "subscribed_tracks":
-                    self._by_track.setdefault(key[1], set()).add(key)
+                    by_track.setdefault(key[-1], set()).add(key)
                 continue
-            where = op.where  # type: ignore[union-attr]
-            keys: Any
-            if tuple(where) == self._key_names[name]:
-                keys = (self._key_of[name](where),)
-            elif name == "subscribed_tracks" and tuple(where) == ("sid",):
-                keys = tuple(self._by_track.get(where["sid"], ()))
+            where = op[1]
+            found: Any
+            if len(where) == len(keys) and keys[0] in where:
+                found = ((where[keys[0]],) if len(keys) == 1 else (where[keys[0]], where[keys[1]]),)
+            elif name == "subscribed_tracks" and len(where) == 1 and "sid" in where:
+                found = tuple(by_track.get(where["sid"], ()))
             else:
-                keys = [k for k, row in table.items() if all(row[c] == v for c, v in where.items())]
-            for key in keys:
-                if kind is Delete:
+                found = [k for k, r in table.items() if all(r[c] == v for c, v in where.items())]
+            if type(op) is Delete:
+                for key in found:
                     table.pop(key, None)
                     if name == "subscribed_tracks":
-                        self._by_track.get(key[1], set()).discard(key)
-                else:
-                    row = table.get(key)
-                    if row is not None:
-                        row.update(op.fields)  # type: ignore[union-attr]
+                        by_track.get(key[-1], set()).discard(key)
+            else:
+                fields = op[2]  # type: ignore[misc]
+                for key in found:
+                    target = table.get(key)
+                    if target is not None:
+                        target.update(fields)

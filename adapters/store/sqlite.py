@@ -143,13 +143,17 @@ class CommandLogSQLiteRecorder(_ImmediateSchemaCreation, SQLiteApplicationRecord
         """
         k, n = part
         where = "" if n == 1 else f" AND {SQLITE_PARTITION.format(column='originator_id')} % {n} = {k}"
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(
+        with self.datastore.get_connection(commit=False) as conn:
+            cursor = conn.cursor().sqlite_cursor  # plain tuples: sqlite3.Row costs a third of the scan
+            cursor.row_factory = None
+            cursor.execute(
                 f"SELECT rowid, topic, state FROM {self.events_table_name} "
                 f"WHERE rowid > ?{where} ORDER BY rowid LIMIT ?",
                 (start, limit),
             )
-            return [(int(row[0]), str(row[1]), bytes(row[2])) for row in c.fetchall()]
+            rows: list[tuple[int, str, bytes]] = cursor.fetchall()
+            cursor.close()
+            return rows
 
 
 class Factory(SQLiteFactory):
