@@ -18,7 +18,7 @@ from domain.account import Account
 from domain.ids import PARTICIPANT_PREFIX, RECORDING_PREFIX, ROOM_PREFIX, TRACK_PREFIX, is_sid, room_name_key
 from domain.machines import decide
 from domain.results import CommandResult
-from domain.room import Participant, Room
+from domain.room import Participant, Room, Track
 from domain.room_name import RoomName
 from domain.rules import (
     EXCLUDE_ALL,
@@ -407,12 +407,18 @@ def _publish(unit: Unit, room: Room, participant_sid: str, name: str, kind: str,
     return track_sid
 
 
-def set_track_enabled(unit: Unit, c: cmd.SetTrackEnabled) -> CommandResult:
-    room = live_room(unit, c.room_sid)
-    participant = find_participant(room, c.participant_sid)
-    track = room.tracks.get(c.track_sid)
+def _own_track(unit: Unit, room_sid: str, participant_sid: str, track_sid: str) -> tuple[Room, Participant, Track]:
+    """A live room, a connected participant in it, and a track that participant publishes."""
+    room = live_room(unit, room_sid)
+    participant = find_participant(room, participant_sid)
+    track = room.tracks.get(track_sid)
     if track is None or track.participant_sid != participant.sid:
-        raise errors.TrackNotFoundError(c.track_sid)
+        raise errors.TrackNotFoundError(track_sid)
+    return room, participant, track
+
+
+def set_track_enabled(unit: Unit, c: cmd.SetTrackEnabled) -> CommandResult:
+    room, participant, track = _own_track(unit, c.room_sid, c.participant_sid, c.track_sid)
     dest = decide("track", track.state, "enable" if c.enabled else "disable", track, track.sid)
     if dest != track.state:
         event_type = ev.TrackEnabled if c.enabled else ev.TrackDisabled
@@ -421,11 +427,7 @@ def set_track_enabled(unit: Unit, c: cmd.SetTrackEnabled) -> CommandResult:
 
 
 def unpublish_track(unit: Unit, c: cmd.UnpublishTrack) -> CommandResult:
-    room = live_room(unit, c.room_sid)
-    participant = find_participant(room, c.participant_sid)
-    track = room.tracks.get(c.track_sid)
-    if track is None or track.participant_sid != participant.sid:
-        raise errors.TrackNotFoundError(c.track_sid)
+    room, participant, track = _own_track(unit, c.room_sid, c.participant_sid, c.track_sid)
     _unpublish(unit, room, track.sid)
     return CommandResult(room_sid=room.sid, participant_sid=participant.sid, track_sid=track.sid)
 
