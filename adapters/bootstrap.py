@@ -96,3 +96,74 @@ def build_engine_service(config: Config, *, clock: Any = None, sids: SidSource =
     scheduler_clock: SchedulerClock = clock
     scheduler = DeadlineScheduler(queries, bus.execute, scheduler_clock)
     return EngineService(config, app, engine, bus, read_model, follower, queries, scheduler)
+
+
+@dataclass
+class Service:
+    """The whole service of `openrooms serve`: NATS, the engine, its NATS services, the relay."""
+
+    config: Config
+    engine: EngineService | None
+    nats_server: Any  # EmbeddedNatsServer | None
+    nats_url: str
+
+    async def run(self, stopping: asyncio.Event, started: asyncio.Event | None = None) -> None:
+        import nats
+
+        from adapters.nats.command_service import CommandService
+        from adapters.nats.query_service import QueryService
+        from adapters.nats.relay import EventRelay, StreamSettings
+
+        nc = await nats.connect(self.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.25)
+        engine_stopping = asyncio.Event()
+        try:
+            if self.engine is None:
+                if started is not None:
+                    started.set()
+                await stopping.wait()
+                return
+            engine = self.engine
+            base = self.config.public_url
+            commands = CommandService(nc, engine.bus, engine.queries, base)
+            queries = QueryService(nc, engine.queries, base)
+            relay = EventRelay(engine.app, nc.jetstream(), engine.read_model, StreamSettings())
+            engine.bus.after_batch.append(relay.wake.set)
+            await relay.ensure_stream()
+            async with asyncio.TaskGroup() as group:
+                engine_task = group.create_task(engine.run(engine_stopping))
+                relay_task = group.create_task(relay.run())
+                await commands.start()
+                await queries.start()
+                logger.info("serving commands and queries on %s", self.nats_url)
+                if started is not None:
+                    started.set()
+                await stopping.wait()
+                await commands.stop()  # no new commands; those in flight finish
+                await queries.stop()
+                engine_stopping.set()
+                await engine_task
+                relay_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await relay_task
+                while await relay.relay_once():  # flush what the last batches committed
+                    pass
+        finally:
+            await nc.drain()
+            if self.engine is not None:
+                self.engine.close()
+            if self.nats_server is not None:
+                self.nats_server.stop()
+
+
+def build_service(config: Config) -> Service:
+    from adapters.nats.server import EmbeddedNatsServer, write_url
+
+    server = None
+    url = config.nats_url
+    if url is None:
+        server = EmbeddedNatsServer(config.state_dir / "nats")
+        server.start()
+        url = server.url
+        write_url(config.state_dir, url)
+    engine = build_engine_service(config) if config.role in ("engine", "all") else None
+    return Service(config, engine, server, url)

@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from adapters.bootstrap import build_engine_service, open_application
+from adapters.bootstrap import build_service, open_application
 from adapters.config import ROLES, Config, load_config
 from adapters.replay import print_timeline, verify_store
 
@@ -57,17 +57,18 @@ def _print_banner(config: Config) -> None:
 
 
 async def _serve(config: Config) -> int:
-    service = build_engine_service(config)
-    stopping = asyncio.Event()
+    service = build_service(config)
+    stopping, started = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     _print_banner(config)
-    print("openrooms: engine running (Ctrl-C or SIGTERM to stop)", flush=True)
-    try:
-        await service.run(stopping)
-    finally:
-        service.close()
+    print(f"openrooms: NATS {service.nats_url}", flush=True)
+    runner = asyncio.create_task(service.run(stopping, started))
+    await asyncio.wait({runner, asyncio.create_task(started.wait())}, return_when=asyncio.FIRST_COMPLETED)
+    if started.is_set():
+        print(f"openrooms: engine running, role {config.role} (Ctrl-C or SIGTERM to stop)", flush=True)
+    await runner
     print("openrooms: stopped", flush=True)
     return 0
 

@@ -93,9 +93,17 @@ class ReadModel:
                 (TRACKING_NAME,),
             )
 
-    def position(self) -> int:
-        rows = self.db.query("SELECT position FROM rm_tracking WHERE name = ?", (TRACKING_NAME,))
+    def position(self, name: str = TRACKING_NAME) -> int:
+        """How far the follower (or another tracked follower of the log, such as the relay) got."""
+        rows = self.db.query("SELECT position FROM rm_tracking WHERE name = ?", (name,))
         return int(rows[0][0]) if rows else 0
+
+    def advance(self, name: str, start: int, end: int) -> bool:
+        """Move a follower's position from `start` to `end`; False if it was not at `start`."""
+        with self.db.transaction() as cur:
+            cur.execute("INSERT INTO rm_tracking (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING", (name,))
+            cur.execute("UPDATE rm_tracking SET position = ? WHERE name = ? AND position = ?", (end, name, start))
+            return cur.rowcount == 1
 
     def apply(self, start: int, end: int, ops: Sequence[Op]) -> bool:
         """Apply `ops` and move the position from `start` to `end` atomically.

@@ -1,0 +1,131 @@
+"""`rooms.cmd.<command>`: commands over NATS request/reply, in a queue group.
+
+Every engine process subscribes in the same queue group, so NATS spreads the load; each
+request is handled in its own task so that requests arriving together are committed together
+(the CommandBus group commit). The body is the command's JSON without its tag, decoded by
+msgspec into the command named by the subject; the reply carries the resource the command
+produced, in Twilio's JSON shape, read with read-your-writes from the read model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from adapters import twilio_shapes as shapes
+from adapters.command_bus import CommandBus
+from adapters.nats import envelope
+from adapters.store.queries import Queries
+from domain import commands as cmd
+from domain.results import CommandResult
+
+logger = logging.getLogger(__name__)
+SUBJECT = "rooms.cmd.*"
+QUEUE = "openrooms-engine"
+_DECODERS = {name: msgspec.json.Decoder(cls) for name, cls in cmd.COMMAND_TYPES.items()}
+
+
+class CommandService:
+    def __init__(
+        self,
+        nc: Client,
+        bus: CommandBus,
+        queries: Queries,
+        base_url: str,
+        *,
+        observe: Callable[[str, float, str], None] | None = None,
+    ) -> None:
+        self.nc = nc
+        self.bus = bus
+        self.queries = queries
+        self.base_url = base_url.rstrip("/")
+        self.observe = observe
+        self._subscription: Subscription | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._subscription = await self.nc.subscribe(SUBJECT, queue=QUEUE, cb=self._receive)
+
+    async def stop(self) -> None:
+        """Stop taking commands, then finish those in flight."""
+        if self._subscription is not None:
+            await self._subscription.unsubscribe()
+            self._subscription = None
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _receive(self, msg: Msg) -> None:
+        task = asyncio.create_task(self._handle(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, msg: Msg) -> None:
+        name = msg.subject.rsplit(".", 1)[-1]
+        began = time.perf_counter()
+        outcome = "error"
+        try:
+            reply, outcome = await self._execute(name, msg.data)
+        except Exception:
+            logger.exception("command %s failed", name)
+            reply = envelope.error(envelope.INTERNAL, "internal error", 500)
+        if self.observe is not None:
+            self.observe(name, time.perf_counter() - began, outcome)
+        if msg.reply:
+            await msg.respond(reply)
+
+    async def _execute(self, name: str, data: bytes) -> tuple[bytes, str]:
+        decoder = _DECODERS.get(name)
+        if decoder is None:
+            known = ", ".join(sorted(_DECODERS))
+            return envelope.error(envelope.NOT_FOUND, f"unknown command {name!r}; known: {known}", 404), "unknown"
+        try:
+            command = decoder.decode(data)
+        except msgspec.DecodeError as exc:
+            logger.info("malformed %s: %s", name, exc)
+            return envelope.error(envelope.MALFORMED, f"invalid {name}: {exc}"), str(envelope.MALFORMED)
+        result = await self.bus.execute(command)
+        if not result.ok:
+            code = result.error_code or envelope.INTERNAL
+            return envelope.error(code, result.error_message or "", result.error_status or 400), str(code)
+        resource = await asyncio.to_thread(self.resource, command, result)
+        return envelope.ok(resource), "ok"
+
+    def resource(self, command: cmd.Command, result: CommandResult) -> dict[str, Any]:
+        """What a command produced, in Twilio's JSON shape (read-your-writes)."""
+        q, base = self.queries, self.base_url
+        room = result.room_sid or ""
+        if isinstance(command, cmd.UpdateSubscribeRules) and result.participant_sid:
+            rules = q.subscribe_rules(result.participant_sid)
+            if rules is not None:
+                return shapes.subscribe_rules_json(rules)
+        if isinstance(command, cmd.UpdateRecordingRules):
+            rules = q.recording_rules(room)
+            if rules is not None:
+                return shapes.recording_rules_json(rules)
+        if result.recording_sid:
+            recording = q.recording(result.recording_sid)
+            if recording is not None:
+                return shapes.recording_json(recording, base)
+        if result.track_sid and result.participant_sid and not isinstance(command, cmd.UnpublishTrack):
+            track = q.published_track(result.participant_sid, result.track_sid)
+            if track is not None:
+                return shapes.published_track_json(track, base)
+        if result.participant_sid:
+            participant = q.participant(room, result.participant_sid)
+            if participant is not None:
+                shaped = shapes.participant_json(participant, base)
+                if result.track_sids:
+                    shaped["published_track_sids"] = list(result.track_sids)
+                return shaped
+        row = q.room(room) if room else None
+        if row is not None:
+            return shapes.room_json(row, base)
+        return msgspec.to_builtins(result)  # type: ignore[no-any-return]

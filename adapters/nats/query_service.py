@@ -1,0 +1,262 @@
+"""`rooms.qry.<query>`: status queries over NATS request/reply, answered from the read model.
+
+Bodies are JSON objects (msgspec-validated, unknown fields refused); lists page with
+`page_size` (1..1000, default 50) and the `next_page_token` of the previous reply. Every query
+reads its own writes: the read model is brought up to the log first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from adapters import twilio_shapes as shapes
+from adapters.nats import envelope
+from adapters.store.queries import Page, PageTokenError, Queries
+
+logger = logging.getLogger(__name__)
+SUBJECT = "rooms.qry.*"
+QUEUE = "openrooms-query"
+PageSize = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+
+
+class _Query(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class _Paged(_Query):
+    page_size: PageSize = 50
+    page_token: str | None = None
+    date_created_after: datetime | None = None
+    date_created_before: datetime | None = None
+
+
+class GetRoom(_Query, kw_only=True):
+    room: str
+
+
+class ListRooms(_Paged, kw_only=True):
+    status: str | None = "in-progress"
+    unique_name: str | None = None
+
+
+class GetParticipant(_Query, kw_only=True):
+    room: str
+    participant: str
+
+
+class ListParticipants(_Paged, kw_only=True):
+    room: str
+    status: str | None = None
+    identity: str | None = None
+
+
+class ParticipantTracks(_Query, kw_only=True):
+    room: str
+    participant: str
+    page_size: PageSize = 50
+    page_token: str | None = None
+
+
+class GetTrack(_Query, kw_only=True):
+    room: str
+    participant: str
+    track: str
+
+
+class GetRecordingRules(_Query, kw_only=True):
+    room: str
+
+
+class GetRecording(_Query, kw_only=True):
+    recording: str
+
+
+class ListRecordings(_Paged, kw_only=True):
+    room: str | None = None
+    status: str | None = None
+    source_sid: str | None = None
+    grouping_sid: list[str] = []
+    media_type: str | None = None
+
+
+def _micros(at: datetime | None) -> int | None:
+    return None if at is None else int(at.timestamp() * 1_000_000)
+
+
+class NotFound(Exception):
+    pass
+
+
+class QueryService:
+    def __init__(self, nc: Client, queries: Queries, base_url: str) -> None:
+        self.nc = nc
+        self.q = queries
+        self.base = base_url.rstrip("/")
+        self._subscription: Subscription | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._handlers: dict[str, tuple[type[_Query], Callable[[Any], Any]]] = {
+            "get_room": (GetRoom, self.get_room),
+            "list_rooms": (ListRooms, self.list_rooms),
+            "get_participant": (GetParticipant, self.get_participant),
+            "list_participants": (ListParticipants, self.list_participants),
+            "list_published_tracks": (ParticipantTracks, self.list_published_tracks),
+            "get_published_track": (GetTrack, self.get_published_track),
+            "list_subscribed_tracks": (ParticipantTracks, self.list_subscribed_tracks),
+            "get_subscribed_track": (GetTrack, self.get_subscribed_track),
+            "get_subscribe_rules": (GetParticipant, self.get_subscribe_rules),
+            "get_recording_rules": (GetRecordingRules, self.get_recording_rules),
+            "get_recording": (GetRecording, self.get_recording),
+            "list_recordings": (ListRecordings, self.list_recordings),
+        }
+
+    async def start(self) -> None:
+        self._subscription = await self.nc.subscribe(SUBJECT, queue=QUEUE, cb=self._receive)
+
+    async def stop(self) -> None:
+        if self._subscription is not None:
+            await self._subscription.unsubscribe()
+            self._subscription = None
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _receive(self, msg: Msg) -> None:
+        task = asyncio.create_task(self._handle(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, msg: Msg) -> None:
+        name = msg.subject.rsplit(".", 1)[-1]
+        try:
+            reply = await self.answer(name, msg.data)
+        except Exception:
+            logger.exception("query %s failed", name)
+            reply = envelope.error(envelope.INTERNAL, "internal error", 500)
+        if msg.reply:
+            await msg.respond(reply)
+
+    async def answer(self, name: str, data: bytes) -> bytes:
+        entry = self._handlers.get(name)
+        if entry is None:
+            known = ", ".join(sorted(self._handlers))
+            return envelope.error(envelope.NOT_FOUND, f"unknown query {name!r}; known: {known}", 404)
+        kind, handler = entry
+        try:
+            params = msgspec.json.decode(data or b"{}", type=kind)
+        except msgspec.DecodeError as exc:
+            return envelope.error(envelope.MALFORMED, f"invalid {name}: {exc}")
+        try:
+            return envelope.ok(await asyncio.to_thread(handler, params))
+        except NotFound as exc:
+            return envelope.error(envelope.NOT_FOUND, str(exc), 404)
+        except PageTokenError as exc:
+            return envelope.error(envelope.MALFORMED, str(exc))
+
+    # --- the queries ---------------------------------------------------------------------
+
+    def _room_sid(self, room: str) -> str:
+        row = self.q.room(room)
+        if row is None:
+            raise NotFound(f"room {room} not found")
+        return str(row["sid"])
+
+    def _participant_sid(self, room: str, participant: str) -> tuple[str, str]:
+        room_sid = self._room_sid(room)
+        row = self.q.participant(room_sid, participant)
+        if row is None:
+            raise NotFound(f"participant {participant} not found in room {room_sid}")
+        return room_sid, str(row["sid"])
+
+    @staticmethod
+    def _paged(key: str, page: Page, shape: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+        return {key: [shape(r) for r in page.rows], "next_page_token": page.next_token}
+
+    def get_room(self, p: GetRoom) -> dict[str, Any]:
+        row = self.q.room(p.room)
+        if row is None:
+            raise NotFound(f"room {p.room} not found")
+        return shapes.room_json(row, self.base)
+
+    def list_rooms(self, p: ListRooms) -> dict[str, Any]:
+        page = self.q.rooms(
+            status=p.status, unique_name=p.unique_name, created_after=_micros(p.date_created_after),
+            created_before=_micros(p.date_created_before), page_size=p.page_size, page_token=p.page_token,
+        )  # fmt: skip
+        return self._paged("rooms", page, lambda r: shapes.room_json(r, self.base))
+
+    def get_participant(self, p: GetParticipant) -> dict[str, Any]:
+        room_sid = self._room_sid(p.room)
+        row = self.q.participant(room_sid, p.participant)
+        if row is None:
+            raise NotFound(f"participant {p.participant} not found in room {room_sid}")
+        return shapes.participant_json(row, self.base)
+
+    def list_participants(self, p: ListParticipants) -> dict[str, Any]:
+        room = self.q.room(p.room)
+        if room is None:
+            raise NotFound(f"room {p.room} not found")
+        status = p.status or ("connected" if room["status"] == "in-progress" else "disconnected")
+        page = self.q.participants(
+            str(room["sid"]), status=status, identity=p.identity, created_after=_micros(p.date_created_after),
+            created_before=_micros(p.date_created_before), page_size=p.page_size, page_token=p.page_token,
+        )  # fmt: skip
+        return self._paged("participants", page, lambda r: shapes.participant_json(r, self.base))
+
+    def list_published_tracks(self, p: ParticipantTracks) -> dict[str, Any]:
+        _, participant = self._participant_sid(p.room, p.participant)
+        page = self.q.published_tracks(participant, page_size=p.page_size, page_token=p.page_token)
+        return self._paged("published_tracks", page, lambda r: shapes.published_track_json(r, self.base))
+
+    def get_published_track(self, p: GetTrack) -> dict[str, Any]:
+        _, participant = self._participant_sid(p.room, p.participant)
+        row = self.q.published_track(participant, p.track)
+        if row is None:
+            raise NotFound(f"published track {p.track} not found")
+        return shapes.published_track_json(row, self.base)
+
+    def list_subscribed_tracks(self, p: ParticipantTracks) -> dict[str, Any]:
+        _, participant = self._participant_sid(p.room, p.participant)
+        page = self.q.subscribed_tracks(participant, page_size=p.page_size, page_token=p.page_token)
+        return self._paged("subscribed_tracks", page, lambda r: shapes.subscribed_track_json(r, self.base))
+
+    def get_subscribed_track(self, p: GetTrack) -> dict[str, Any]:
+        _, participant = self._participant_sid(p.room, p.participant)
+        row = self.q.subscribed_track(participant, p.track)
+        if row is None:
+            raise NotFound(f"subscribed track {p.track} not found")
+        return shapes.subscribed_track_json(row, self.base)
+
+    def get_subscribe_rules(self, p: GetParticipant) -> dict[str, Any]:
+        _, participant = self._participant_sid(p.room, p.participant)
+        row = self.q.subscribe_rules(participant)
+        if row is None:
+            raise NotFound(f"subscribe rules of {p.participant} not found")
+        return shapes.subscribe_rules_json(row)
+
+    def get_recording_rules(self, p: GetRecordingRules) -> dict[str, Any]:
+        row = self.q.recording_rules(self._room_sid(p.room))
+        if row is None:
+            raise NotFound(f"room {p.room} has no recording rules (not a group room)")
+        return shapes.recording_rules_json(row)
+
+    def get_recording(self, p: GetRecording) -> dict[str, Any]:
+        row = self.q.recording(p.recording)
+        if row is None:
+            raise NotFound(f"recording {p.recording} not found")
+        return shapes.recording_json(row, self.base)
+
+    def list_recordings(self, p: ListRecordings) -> dict[str, Any]:
+        page = self.q.recordings(
+            room_sid=self._room_sid(p.room) if p.room else None, status=p.status, source_sid=p.source_sid,
+            grouping_sids=p.grouping_sid, media_type=p.media_type, created_after=_micros(p.date_created_after),
+            created_before=_micros(p.date_created_before), page_size=p.page_size, page_token=p.page_token,
+        )  # fmt: skip
+        return self._paged("recordings", page, lambda r: shapes.recording_json(r, self.base))

