@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from adapters.bootstrap import build_service, open_application
 from adapters.config import ROLES, Config, load_config
+from adapters.operator import OperatorError, list_rooms, run_command, show_room, tail_events
 from adapters.replay import print_timeline, verify_store
 
 logger = logging.getLogger("openrooms")
@@ -44,6 +45,30 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--json", action="store_true", help="one JSON object per line")
     replay.add_argument("--no-progress", action="store_true", help="no progress bar")
     replay.add_argument("--workers", type=int, help="processes for --verify (default: one per core on large logs)")
+    rooms = commands.add_parser("rooms", help="list or show rooms (over NATS)")
+    rooms_sub = rooms.add_subparsers(dest="rooms_command", required=True)
+    listing = rooms_sub.add_parser("list", help="list rooms")
+    _common(listing)
+    listing.add_argument("--nats", help="NATS URL (default: the one `serve` wrote to the state dir)")
+    listing.add_argument("--status", default="in-progress", help="in-progress (default), completed, or all")
+    show = rooms_sub.add_parser("show", help="one room and its participants")
+    _common(show)
+    show.add_argument("--nats", help="NATS URL")
+    show.add_argument("room", help="room SID or unique name")
+
+    events = commands.add_parser("events", help="follow the event stream (over NATS)")
+    events_sub = events.add_subparsers(dest="events_command", required=True)
+    tail = events_sub.add_parser("tail", help="print events as they happen")
+    _common(tail)
+    tail.add_argument("--nats", help="NATS URL")
+    tail.add_argument("--room", help="only this room's events")
+    tail.add_argument("--all", action="store_true", help="start from the first event in the stream")
+
+    command = commands.add_parser("cmd", help="send one command (over NATS) and print the reply")
+    _common(command)
+    command.add_argument("--nats", help="NATS URL")
+    command.add_argument("name", help="command name, e.g. create_room")
+    command.add_argument("body", nargs="?", default="{}", help="JSON body; command_id is added if missing")
     return parser
 
 
@@ -121,7 +146,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return asyncio.run(_serve(config))
-    return _replay(config, args)
+    if args.command == "replay":
+        return _replay(config, args)
+    try:
+        return asyncio.run(_operate(config, args))
+    except (OperatorError, OSError, TimeoutError) as exc:
+        print(f"openrooms: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+
+
+async def _operate(config: Config, args: argparse.Namespace) -> int:
+    if args.command == "cmd":
+        return await run_command(config, args.name, args.body)
+    if args.command == "rooms" and args.rooms_command == "list":
+        return await list_rooms(config, None if args.status == "all" else args.status)
+    if args.command == "rooms":
+        return await show_room(config, args.room)
+    return await tail_events(config, args.room, args.all)
 
 
 if __name__ == "__main__":
