@@ -20,6 +20,7 @@ from typing import Any, TextIO
 import msgspec
 from tqdm import tqdm
 
+from adapters.bootstrap import open_application, open_read_model
 from adapters.store.read_model import ReadModel
 from domain.audit import Audit, compare_tables
 from domain.codec import decode
@@ -131,8 +132,6 @@ def _check_position(app: RoomsApplication, read_model: ReadModel, report: Replay
 
 
 def _verify_part(store_url: str, account_sid: str, part: tuple[int, int], counter: Any) -> ReplayReport:
-    from adapters.bootstrap import open_application, open_read_model
-
     app = open_application(store_url)
     read_model = open_read_model(store_url)
     try:
@@ -150,8 +149,6 @@ def verify_store(
     store_url: str, account_sid: str, *, progress: bool = False, workers: int | None = None
 ) -> ReplayReport:
     """`replay --verify`: one worker process per core, each rebuilding and checking a partition."""
-    from adapters.bootstrap import open_application, open_read_model
-
     app = open_application(store_url)
     read_model = open_read_model(store_url)
     total = app.recorder.max_notification_id() or 0
