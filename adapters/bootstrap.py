@@ -106,27 +106,51 @@ class Service:
     engine: EngineService | None
     nats_server: Any  # EmbeddedNatsServer | None
     nats_url: str
+    http_port: int = 0
 
     async def run(self, stopping: asyncio.Event, started: asyncio.Event | None = None) -> None:
         import nats
 
+        from adapters.http.app import build_app, serve_http
+        from adapters.metrics import Metrics, status_counts
         from adapters.nats.command_service import CommandService
         from adapters.nats.query_service import QueryService
         from adapters.nats.relay import EventRelay, StreamSettings
 
         nc = await nats.connect(self.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.25)
+        engine = self.engine
+        metrics = Metrics(counts=(lambda: status_counts(engine.read_model)) if engine is not None else None)
+        relay = None
+
+        async def health() -> dict[str, object]:
+            report: dict[str, object] = {"nats": "connected" if nc.is_connected else "disconnected"}
+            if engine is not None and relay is not None:
+                report["relay_lag_events"] = await asyncio.to_thread(relay.lag)
+            report["status"] = "ok" if nc.is_connected else "degraded"
+            return report
+
+        host, _, port = self.config.http.rpartition(":")
         engine_stopping = asyncio.Event()
+        http = None
         try:
-            if self.engine is None:
+            http = await serve_http(build_app(metrics=metrics, health=health), host or "127.0.0.1", int(port))
+            self.http_port = int(http.addresses[0][1])
+            if engine is None:
                 if started is not None:
                     started.set()
                 await stopping.wait()
                 return
-            engine = self.engine
             base = self.config.public_url
-            commands = CommandService(nc, engine.bus, engine.queries, base)
+            commands = CommandService(nc, engine.bus, engine.queries, base, observe=metrics.observe_command)
             queries = QueryService(nc, engine.queries, base)
-            relay = EventRelay(engine.app, nc.jetstream(), engine.read_model, StreamSettings())
+            relay = EventRelay(
+                engine.app, nc.jetstream(), engine.read_model, StreamSettings(),
+                observe_ack=metrics.relay_ack_seconds.observe,
+            )  # fmt: skip
+            metrics.relay_lag_events.set_function(relay.lag)
+            metrics.read_model_lag_events.set_function(
+                lambda: max(0, (engine.app.recorder.max_notification_id() or 0) - engine.read_model.position())
+            )
             engine.bus.after_batch.append(relay.wake.set)
             await relay.ensure_stream()
             async with asyncio.TaskGroup() as group:
@@ -148,6 +172,8 @@ class Service:
                 while await relay.relay_once():  # flush what the last batches committed
                     pass
         finally:
+            if http is not None:
+                await http.cleanup()
             await nc.drain()
             if self.engine is not None:
                 self.engine.close()

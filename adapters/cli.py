@@ -92,6 +92,10 @@ async def _serve(config: Config) -> int:
     runner = asyncio.create_task(service.run(stopping, started))
     await asyncio.wait({runner, asyncio.create_task(started.wait())}, return_when=asyncio.FIRST_COMPLETED)
     if started.is_set():
+        print(
+            f"openrooms: HTTP http://{config.http.rpartition(':')[0]}:{service.http_port} (/healthz, /metrics)",
+            flush=True,
+        )
         print(f"openrooms: engine running, role {config.role} (Ctrl-C or SIGTERM to stop)", flush=True)
     await runner
     print("openrooms: stopped", flush=True)

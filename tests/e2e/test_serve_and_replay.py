@@ -53,7 +53,7 @@ class Server:
         self.stderr_path = state_dir.parent / f"{state_dir.name}-serve.stderr"
         with self.stderr_path.open("a") as stderr:
             self.process = subprocess.Popen(
-                [str(OPENROOMS), "serve", "--state-dir", str(state_dir)],
+                [str(OPENROOMS), "serve", "--state-dir", str(state_dir), "--http", "127.0.0.1:0"],
                 cwd=state_dir.parent,
                 env=user_env(),
                 stdout=subprocess.PIPE,

@@ -1,0 +1,143 @@
+"""Prometheus metrics of one process, in a registry of its own (no global registry).
+
+    openrooms_commands_total{command,outcome}   outcome: "ok", a Twilio error code ("53113"), or "error"
+    openrooms_command_seconds{command}          from `bus.execute` called to its result
+    openrooms_relay_lag_events                  committed but not yet acked by JetStream
+    openrooms_relay_ack_seconds                 commit → JetStream ack
+    openrooms_read_model_lag_events             committed but not yet in the read model
+    openrooms_rooms{status}                     read at scrape time from `counts()`
+    openrooms_participants{status}              read at scrape time from `counts()`
+
+`render()` runs `counts()`, which may query the read model: call it off the event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from adapters.store.read_model import ReadModel
+from domain.commands import Command
+from domain.results import CommandResult
+
+NAMESPACE: Final = "openrooms"
+COMMAND_BUCKETS: Final = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+RELAY_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+STATUS_TABLES: Final = {"rooms": "rm_rooms", "participants": "rm_participants"}
+"""The gauges of `openrooms_<name>{status}` and the read-model table each one counts."""
+KNOWN_STATUSES: Final = {"rooms": ("in-progress", "completed", "failed"), "participants": ("connected", "disconnected")}
+"""Reported as 0 when no row has them, so the series exist from the first scrape."""
+
+Counts = dict[str, dict[str, int]]
+Execute = Callable[[Command], Awaitable[CommandResult]]
+
+
+def command_name(command: Command) -> str:
+    """The snake_case name of a command (`create_room`), as on `rooms.cmd.<name>`."""
+    return str(type(command).__struct_config__.tag)
+
+
+def outcome(result: CommandResult) -> str:
+    """The `outcome` label: "ok", or the Twilio error code of a refused command as a string."""
+    return "ok" if result.ok else str(result.error_code)
+
+
+class StatusCollector:
+    """`openrooms_rooms{status}` and `openrooms_participants{status}`, computed at each scrape."""
+
+    def __init__(self, counts: Callable[[], Counts]) -> None:
+        self.counts = counts
+
+    def describe(self) -> Iterable[Metric]:
+        """The families without samples, so registering does not call `counts()`."""
+        return list(self._families({}))
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self._families(self.counts()))
+
+    @staticmethod
+    def _families(counts: Counts) -> Iterator[Metric]:
+        for name in STATUS_TABLES:
+            family = GaugeMetricFamily(f"{NAMESPACE}_{name}", f"{name.capitalize()} by status", labels=["status"])
+            for status, count in sorted(counts.get(name, {}).items()):
+                family.add_metric([status], count)
+            yield family
+
+
+class Metrics:
+    def __init__(self, counts: Callable[[], Counts] | None = None) -> None:
+        self.registry = CollectorRegistry()
+        self.commands = Counter(
+            "commands",
+            "Commands executed, by command and outcome",
+            ["command", "outcome"],
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.command_seconds = Histogram(
+            "command_seconds",
+            "Time from a command's submission to its committed result",
+            ["command"],
+            namespace=NAMESPACE,
+            buckets=COMMAND_BUCKETS,
+            registry=self.registry,
+        )
+        self.relay_lag_events = Gauge(
+            "relay_lag_events",
+            "Events committed but not yet acked by JetStream",
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.relay_ack_seconds = Histogram(
+            "relay_ack_seconds",
+            "Time from an event's commit to its JetStream ack",
+            namespace=NAMESPACE,
+            buckets=RELAY_BUCKETS,
+            registry=self.registry,
+        )
+        self.read_model_lag_events = Gauge(
+            "read_model_lag_events",
+            "Events committed but not yet applied to the read model",
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        if counts is not None:
+            self.registry.register(StatusCollector(counts))
+
+    def observe_command(self, name: str, seconds: float, outcome: str) -> None:
+        self.commands.labels(command=name, outcome=outcome).inc()
+        self.command_seconds.labels(command=name).observe(seconds)
+
+    def instrument(self, execute: Execute) -> Execute:
+        """`execute` (e.g. `CommandBus.execute`) that also counts and times every command."""
+
+        async def instrumented(command: Command) -> CommandResult:
+            started = time.perf_counter()
+            name = command_name(command)
+            try:
+                result = await execute(command)
+            except Exception:
+                self.observe_command(name, time.perf_counter() - started, "error")
+                raise
+            self.observe_command(name, time.perf_counter() - started, outcome(result))
+            return result
+
+        return instrumented
+
+    def render(self) -> tuple[bytes, str]:
+        """The Prometheus text exposition (body, content type). Blocking: runs `counts()`."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def status_counts(read_model: ReadModel) -> Counts:
+    """{"rooms": {"in-progress": 3, ...}, "participants": {"connected": 4, ...}} from the read model."""
+    out: Counts = {}
+    for name, table in STATUS_TABLES.items():
+        rows = read_model.db.query(f"SELECT status, COUNT(*) FROM {table} GROUP BY status")
+        out[name] = dict.fromkeys(KNOWN_STATUSES[name], 0) | {str(status): int(count) for status, count in rows}
+    return out
