@@ -169,12 +169,18 @@ class Service:
                 relay_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await relay_task
-                while await relay.relay_once():  # flush what the last batches committed
-                    pass
+                try:
+                    while nc.is_connected and await relay.relay_once():  # flush what the last batches committed
+                        pass
+                except Exception as exc:  # NATS went away: the next start relays from the stored position
+                    logger.warning("relay flush at shutdown failed (%s); the next start relays the rest", exc)
         finally:
             if http is not None:
                 await http.cleanup()
-            await nc.drain()
+            if nc.is_connected:
+                await nc.drain()
+            else:  # NATS is down: drain() would raise; nothing can be flushed anyway
+                await nc.close()
             if self.engine is not None:
                 self.engine.close()
             if self.nats_server is not None:

@@ -64,22 +64,37 @@ def load_credentials(state_dir: Path, env: Mapping[str, str]) -> Credentials:
         "api_key_secret": env.get("OPENROOMS_API_KEY_SECRET"),
     }
     path = state_dir / "credentials.json"
-    stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     generated = False
-    if not stored:
-        stored = {
-            "account_sid": "AC" + secrets.token_hex(16),
-            "auth_token": secrets.token_hex(16),
-            "api_key_sid": "SK" + secrets.token_hex(16),
-            "api_key_secret": secrets.token_urlsafe(24),
-        }
-        if not all(given.values()):
-            state_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(stored, indent=2))
-            path.chmod(0o600)
-            generated = True
+    if all(given.values()):
+        stored: dict[str, str] = {}
+    elif path.exists():
+        stored = json.loads(path.read_text())
+    else:
+        stored, generated = _create_credentials(state_dir, path)
     merged = {k: given[k] or stored[k] for k in given}
     return Credentials(**merged, generated=generated)
+
+
+def _create_credentials(state_dir: Path, path: Path) -> tuple[dict[str, str], bool]:
+    """Generate credentials once. Two processes starting together agree: the file is created
+    exclusively (complete, then linked into place) and the loser reads the winner's."""
+    fresh = {
+        "account_sid": "AC" + secrets.token_hex(16),
+        "auth_token": secrets.token_hex(16),
+        "api_key_sid": "SK" + secrets.token_hex(16),
+        "api_key_secret": secrets.token_urlsafe(24),
+    }
+    state_dir.mkdir(parents=True, exist_ok=True)
+    draft = state_dir / f".credentials-{os.getpid()}-{secrets.token_hex(4)}.json"
+    draft.write_text(json.dumps(fresh, indent=2))
+    draft.chmod(0o600)
+    try:
+        os.link(draft, path)  # atomic: fails if another process created the file first
+    except FileExistsError:
+        return json.loads(path.read_text()), False
+    finally:
+        draft.unlink()
+    return fresh, True
 
 
 def load_config(

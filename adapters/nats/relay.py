@@ -123,12 +123,12 @@ class EventRelay:
             return False
         began = time.perf_counter()
         futures = []
-        for position, topic, state in rows:
-            event = decode(topic, state)
-            body = _ENCODER.encode({"position": position, **msgspec.to_builtins(event)})
-            headers = {"Nats-Msg-Id": f"{event.originator_id}:{event.originator_version}"}
-            futures.append(await self.js.publish_async(subject_of(event), body, headers=headers))
         try:
+            for position, topic, state in rows:
+                event = decode(topic, state)
+                body = _ENCODER.encode({"position": position, **msgspec.to_builtins(event)})
+                headers = {"Nats-Msg-Id": f"{event.originator_id}:{event.originator_version}"}
+                futures.append(await self.js.publish_async(subject_of(event), body, headers=headers))
             async with asyncio.timeout(self.ack_timeout):
                 await asyncio.gather(*futures)
         finally:

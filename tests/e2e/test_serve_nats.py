@@ -1,0 +1,305 @@
+"""`openrooms serve` with its bundled nats-server, driven over NATS as a user's app would.
+
+The installed command runs in a subprocess with nothing in its environment but PATH; it starts
+a nats-server child on a free port and writes its URL to `<state dir>/nats.url`. The test
+speaks NATS only (commands, queries, the JetStream stream), stops the service with SIGTERM and
+starts it again on the same state dir: rooms, participants, command ids and the event stream
+all survive. At the end a bare nats-server on the state dir's JetStream store shows what the
+stream kept, to compare with the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+
+from adapters.bootstrap import open_application
+from adapters.config import load_config
+from adapters.nats.relay import STREAM
+from adapters.nats.server import EmbeddedNatsServer
+
+OPENROOMS = Path(sys.executable).with_name("openrooms")
+TIMEOUT = 30.0
+"""Generous: a cold interpreter imports the whole stack. Never reached when things work."""
+REQUEST_TIMEOUT = 10.0
+
+
+class Server:
+    """`openrooms serve` in a subprocess; its stdout read line by line on a thread."""
+
+    def __init__(self, state_dir: Path, *args: str) -> None:
+        self.state_dir = state_dir
+        self.stderr_path = state_dir.parent / f"{state_dir.name}-serve.stderr"
+        with self.stderr_path.open("a") as stderr:
+            self.process = subprocess.Popen(
+                [str(OPENROOMS), "serve", "--state-dir", str(state_dir), "--http", "127.0.0.1:0", *args],
+                cwd=state_dir.parent,
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                start_new_session=True,  # its own process group, as a shell gives a foreground job
+            )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for(self, text: str) -> str:
+        while True:
+            try:
+                line = self._queue.get(timeout=TIMEOUT)
+            except queue.Empty:
+                raise AssertionError(f"no {text!r} after {TIMEOUT} s: {self.lines}\n{self.stderr()}") from None
+            if line is None:
+                raise AssertionError(f"exited before {text!r}: {self.lines}\n{self.stderr()}")
+            self.lines.append(line)
+            if text in line:
+                return line
+
+    def nats_children(self) -> list[int]:
+        """PIDs of the nats-server processes this server started (from /proc)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # exited while we looked
+                continue
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+            if parent == self.process.pid and name == "nats-server":
+                found.append(int(entry.name))
+        return found
+
+    def stop(self) -> int:
+        """SIGTERM, as a service manager sends it; the exit code once stdout is drained."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.exit_code()
+
+    def interrupt(self) -> int:
+        """Ctrl-C in the terminal: SIGINT to the whole foreground process group."""
+        os.killpg(self.process.pid, signal.SIGINT)
+        return self.exit_code()
+
+    def exit_code(self) -> int:
+        code = self.process.wait(TIMEOUT)
+        while (line := self._queue.get(timeout=TIMEOUT)) is not None:
+            self.lines.append(line)
+        return code
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(TIMEOUT)
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+
+def accepts(url: str) -> bool:
+    host, port = url.removeprefix("nats://").rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+async def request(nc: Client, subject: str, **body: Any) -> dict[str, Any]:
+    reply = await nc.request(subject, json.dumps(body).encode(), timeout=REQUEST_TIMEOUT)
+    decoded: dict[str, Any] = json.loads(reply.data)
+    assert decoded["ok"] is True, decoded
+    result: dict[str, Any] = decoded["result"]
+    return result
+
+
+async def stream_ids(url: str) -> list[str]:
+    """The Nats-Msg-Id of every message in ROOMS_EVENTS, in stream order."""
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(STREAM)
+        ids = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            headers = (await js.get_msg(STREAM, seq)).headers
+            assert headers is not None
+            ids.append(headers["Nats-Msg-Id"])
+        assert len(ids) == info.state.messages
+        return ids
+    finally:
+        await nc.close()
+
+
+def log_ids(state_dir: Path) -> list[str]:
+    """`<aggregate id>:<version>` of every event in the log, in log order."""
+    app = open_application(load_config(state_dir=str(state_dir), env={}).store_url)
+    try:
+        return [
+            f"{n.originator_id}:{n.originator_version}"
+            for n in app.recorder.select_notifications(start=1, limit=100_000)
+        ]
+    finally:
+        app.close()
+
+
+def test_serve_answers_over_its_bundled_nats_and_keeps_rooms_command_ids_and_the_stream_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+
+    first = Server(state)
+    try:
+        first.wait_for("engine running")
+        url = (state / "nats.url").read_text().strip()
+        assert f"openrooms: NATS {url}" in first.lines
+        [nats_pid] = first.nats_children()
+
+        async def day_one() -> tuple[dict[str, Any], dict[str, Any]]:
+            nc = await nats.connect(url)
+            try:
+                room = await request(nc, "rooms.cmd.create_room", command_id="create-standup", unique_name="standup")
+                mic = [{"name": "mic", "kind": "audio"}]
+                alice = await request(
+                    nc, "rooms.cmd.connect_participant", command_id="connect-alice", room="standup", identity="alice",
+                    tracks=mic,
+                )  # fmt: skip
+                return room, alice
+            finally:
+                await nc.close()
+
+        room, alice = asyncio.run(day_one())
+        assert (room["unique_name"], alice["room_sid"], alice["status"]) == ("standup", room["sid"], "connected")
+        code = first.stop()
+    finally:
+        first.kill()
+    assert code == 0, first.stderr()
+    assert first.lines[-1] == "openrooms: stopped"
+    assert "Traceback" not in first.stderr(), first.stderr()
+    assert not Path(f"/proc/{nats_pid}").exists(), "the bundled nats-server outlived serve"
+    assert not accepts(url)
+
+    second = Server(state)
+    try:
+        second.wait_for("engine running")
+        url = (state / "nats.url").read_text().strip()
+        [nats_pid] = second.nats_children()
+
+        async def day_two() -> list[str]:
+            kept = await stream_ids(url)
+            assert kept == log_ids(state), "the stream kept every event of the first run, each once"
+            nc = await nats.connect(url)
+            try:
+                assert await request(nc, "rooms.qry.get_room", room="standup") == room
+                found = await request(nc, "rooms.qry.get_participant", room="standup", participant="alice")
+                assert (found["sid"], found["status"]) == (alice["sid"], "connected")
+                again = await request(
+                    nc, "rooms.cmd.connect_participant", command_id="connect-alice", room="standup", identity="alice"
+                )
+                assert again["sid"] == alice["sid"], "a repeated command id answers with the first result"
+                listed = await request(nc, "rooms.qry.list_participants", room="standup")
+                assert [p["sid"] for p in listed["participants"]] == [alice["sid"]]
+                await request(
+                    nc, "rooms.cmd.connect_participant", command_id="connect-bob", room="standup", identity="bob"
+                )
+            finally:
+                await nc.close()
+            return kept
+
+        kept = asyncio.run(day_two())
+        code = second.stop()
+    finally:
+        second.kill()
+    assert code == 0, second.stderr()
+    assert "Traceback" not in second.stderr(), second.stderr()
+    assert not Path(f"/proc/{nats_pid}").exists(), "the bundled nats-server outlived serve"
+
+    bare = EmbeddedNatsServer(state / "nats")  # the stream as the service left it on disk
+    bare.start()
+    try:
+        stream = asyncio.run(stream_ids(bare.url))
+    finally:
+        bare.stop()
+    assert stream == log_ids(state) and len(set(stream)) == len(stream)
+    assert len(stream) > len(kept), "the second run's events (bob's connect) were relayed before it exited"
+
+
+def test_ctrl_c_stops_serve_with_exit_0_after_relaying_everything_and_then_stops_its_nats_server(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    server = Server(state)
+    try:
+        server.wait_for("engine running")
+        url = (state / "nats.url").read_text().strip()
+        [nats_pid] = server.nats_children()
+
+        async def busy() -> None:
+            nc = await nats.connect(url)
+            try:
+                for i in range(5):
+                    await request(nc, "rooms.cmd.create_room", command_id=f"create-{i}", unique_name=f"room-{i}")
+            finally:
+                await nc.close()
+
+        asyncio.run(busy())
+        code = server.interrupt()
+    finally:
+        server.kill()
+    assert code == 0, server.stderr()
+    assert server.lines[-1] == "openrooms: stopped"
+    assert "Traceback" not in server.stderr(), server.stderr()
+    assert not Path(f"/proc/{nats_pid}").exists(), "the bundled nats-server outlived serve"
+
+    bare = EmbeddedNatsServer(state / "nats")
+    bare.start()
+    try:
+        stream = asyncio.run(stream_ids(bare.url))
+    finally:
+        bare.stop()
+    assert stream == log_ids(state)
+
+
+def test_serve_on_an_external_nats_stops_with_exit_0_when_that_nats_is_down(tmp_path: Path) -> None:
+    external = EmbeddedNatsServer(tmp_path / "nats")
+    external.start()
+    state = tmp_path / "state"
+    server = Server(state, "--role", "engine", "--nats", external.url)
+    try:
+        server.wait_for("engine running, role engine")
+        assert not (state / "nats.url").exists(), "no bundled nats-server with --nats"
+
+        async def one_room() -> None:
+            nc = await nats.connect(external.url)
+            try:
+                await request(nc, "rooms.cmd.create_room", command_id="before-the-outage", unique_name="standup")
+            finally:
+                await nc.close()
+
+        asyncio.run(one_room())
+        external.stop()
+        code = server.stop()
+    finally:
+        server.kill()
+        external.stop()
+    assert code == 0, server.stderr()
+    assert server.lines[-1] == "openrooms: stopped"
+    assert "Traceback" not in server.stderr(), server.stderr()
