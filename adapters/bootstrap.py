@@ -53,11 +53,28 @@ class EngineService:
 
     def __post_init__(self) -> None:
         self._committed = asyncio.Event()
+        self._applied = 0
+        self._caught_up = asyncio.Condition()
         self.bus.after_batch.append(self._committed.set)
+        self.fresh_queries = Queries(self.read_model, lambda: None)
+        """Queries that do not refresh: for callers that awaited `read_your_writes()` first."""
+
+    async def read_your_writes(self) -> None:
+        """Wait until the read model includes every event this process committed so far.
+
+        No database round trip per caller: the follower loop catches up once per batch and
+        wakes everyone waiting on it.
+        """
+        target = self.engine.last_written_position
+        if self._applied >= target:
+            return
+        self._committed.set()
+        async with self._caught_up:
+            await self._caught_up.wait_for(lambda: self._applied >= target)
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Run until `stopping` is set; then finish commands in flight and catch up."""
-        await asyncio.to_thread(self.follower.catch_up)
+        self._applied = await asyncio.to_thread(self.follower.catch_up)
         async with asyncio.TaskGroup() as group:
             bus = group.create_task(self.bus.run())
             loops = [group.create_task(self._follow()), group.create_task(self.scheduler.run())]
@@ -77,7 +94,10 @@ class EngineService:
                 async with asyncio.timeout(POLL_SECONDS):
                     await self._committed.wait()
             self._committed.clear()
-            await asyncio.to_thread(self.follower.catch_up)
+            reached = await asyncio.to_thread(self.follower.catch_up)
+            async with self._caught_up:
+                self._applied = max(self._applied, reached)
+                self._caught_up.notify_all()
             self.scheduler.poke()
 
     def close(self) -> None:
@@ -141,8 +161,15 @@ class Service:
                 await stopping.wait()
                 return
             base = self.config.public_url
-            commands = CommandService(nc, engine.bus, engine.queries, base, observe=metrics.observe_command)
-            queries = QueryService(nc, engine.queries, base)
+            commands = CommandService(
+                nc,
+                engine.bus,
+                engine.fresh_queries,
+                base,
+                ready=engine.read_your_writes,
+                observe=metrics.observe_command,
+            )
+            queries = QueryService(nc, engine.fresh_queries, base, ready=engine.read_your_writes)
             relay = EventRelay(
                 engine.app, nc.jetstream(), engine.read_model, StreamSettings(),
                 observe_ack=metrics.relay_ack_seconds.observe,

@@ -160,6 +160,8 @@ class Engine:
         self._pending: list[Event] = []
         self._touched: set[str] = set()
         self._inflight: dict[str, CommandResult] = {}
+        self.last_written_position = 0
+        """The log position of the last event this engine committed (read-your-writes)."""
         self._to_stored = app.mapper.to_stored_event
         self.on_commit: list[Callable[[list[Event]], None]] = []
 
@@ -281,7 +283,9 @@ class Engine:
         """Commit a prepared batch's events and results in one transaction (thread-safe)."""
         if not prepared.results:
             return
-        self.app.recorder.insert_events(prepared.stored, command_results=prepared.encoded)
+        ids = self.app.recorder.insert_events(prepared.stored, command_results=prepared.encoded)
+        if ids:
+            self.last_written_position = max(self.last_written_position, max(ids))
         if prepared.snapshots and self.app.snapshots is not None:
             try:
                 self.app.snapshots.recorder.insert_events(prepared.snapshots)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -41,6 +41,7 @@ class CommandService:
         queries: Queries,
         base_url: str,
         *,
+        ready: Callable[[], Awaitable[None]] | None = None,
         observe: Callable[[str, float, str], None] | None = None,
     ) -> None:
         self.nc = nc
@@ -48,6 +49,8 @@ class CommandService:
         self.queries = queries
         self.base_url = base_url.rstrip("/")
         self.observe = observe
+        self.ready = ready
+        """Awaited before reading the produced resource (read-your-writes without a query per reply)."""
         self._subscription: Subscription | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -95,6 +98,8 @@ class CommandService:
         if not result.ok:
             code = result.error_code or envelope.INTERNAL
             return envelope.error(code, result.error_message or "", result.error_status or 400), str(code)
+        if self.ready is not None:
+            await self.ready()
         resource = await asyncio.to_thread(self.resource, command, result)
         return envelope.ok(resource), "ok"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -97,8 +97,11 @@ class NotFound(Exception):
 
 
 class QueryService:
-    def __init__(self, nc: Client, queries: Queries, base_url: str) -> None:
+    def __init__(
+        self, nc: Client, queries: Queries, base_url: str, *, ready: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         self.nc = nc
+        self.ready = ready
         self.q = queries
         self.base = base_url.rstrip("/")
         self._subscription: Subscription | None = None
@@ -153,6 +156,8 @@ class QueryService:
             params = msgspec.json.decode(data or b"{}", type=kind)
         except msgspec.DecodeError as exc:
             return envelope.error(envelope.MALFORMED, f"invalid {name}: {exc}")
+        if self.ready is not None:
+            await self.ready()
         try:
             return envelope.ok(await asyncio.to_thread(handler, params))
         except NotFound as exc:

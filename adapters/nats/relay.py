@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +80,8 @@ class EventRelay:
         self.observe_ack = observe_ack
         self.wake = asyncio.Event()
         self.published = 0
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay")
+        """Its own thread for store reads, so replies waiting on the default pool never hold it up."""
 
     async def ensure_stream(self) -> None:
         config = self.settings.config()
@@ -117,8 +120,9 @@ class EventRelay:
 
     async def relay_once(self) -> bool:
         """Publish the next batch after the stored position; False when there was nothing."""
-        start = self.position()
-        rows = await asyncio.to_thread(self.app.recorder.select_raw, start, self.batch_size)  # type: ignore[attr-defined]
+        loop = asyncio.get_running_loop()
+        start = await loop.run_in_executor(self._thread, self.position)
+        rows = await loop.run_in_executor(self._thread, self.app.recorder.select_raw, start, self.batch_size)  # type: ignore[attr-defined]
         if not rows:
             return False
         began = time.perf_counter()
@@ -135,7 +139,7 @@ class EventRelay:
             for future in futures:
                 future.cancel()
         end = rows[-1][0]
-        await asyncio.to_thread(self.read_model.advance, TRACKING, start, end)
+        await loop.run_in_executor(self._thread, self.read_model.advance, TRACKING, start, end)
         self.published += len(rows)
         if self.observe_ack is not None:
             self.observe_ack(time.perf_counter() - began)
