@@ -170,8 +170,13 @@ class Service:
                 observe=metrics.observe_command,
             )
             queries = QueryService(nc, engine.fresh_queries, base, ready=engine.read_your_writes)
+            settings = StreamSettings(
+                replicas=self.config.stream_replicas,
+                retention=self.config.stream_retention,
+                max_age_seconds=self.config.stream_max_age_seconds,
+            )
             relay = EventRelay(
-                engine.app, nc.jetstream(), engine.read_model, StreamSettings(),
+                engine.app, nc.jetstream(), engine.read_model, settings,
                 observe_ack=metrics.relay_ack_seconds.observe,
             )  # fmt: skip
             metrics.relay_lag_events.set_function(relay.lag)

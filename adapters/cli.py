@@ -78,7 +78,9 @@ def _print_banner(config: Config) -> None:
     print(f"openrooms: account SID {c.account_sid}", flush=True)
     print(f"openrooms: API key SID {c.api_key_sid}", flush=True)
     if c.generated:
-        print(f"openrooms: generated credentials kept in {config.state_dir / 'credentials.json'}", flush=True)
+        print(f"openrooms: generated credentials kept in {config.state_dir / 'credentials.json'}:", flush=True)
+        print(f"openrooms:   auth token {c.auth_token}", flush=True)
+        print(f"openrooms:   API key secret {c.api_key_secret}", flush=True)
 
 
 async def _serve(config: Config) -> int:

@@ -40,6 +40,9 @@ class Config:
     role: str
     credentials: Credentials
     policy: AccountPolicy
+    stream_replicas: int = 1
+    stream_retention: str = "limits"
+    stream_max_age_seconds: float = 7 * 24 * 3600
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -133,4 +136,15 @@ def load_config(
         role=chosen_role,
         credentials=credentials,
         policy=policy,
+        stream_replicas=int(environ.get("OPENROOMS_STREAM_REPLICAS", "1")),
+        stream_retention=_choice(
+            environ.get("OPENROOMS_STREAM_RETENTION", "limits"), ("limits", "interest", "workqueue")
+        ),
+        stream_max_age_seconds=float(environ.get("OPENROOMS_STREAM_MAX_AGE_SECONDS", str(7 * 24 * 3600))),
     )
+
+
+def _choice(value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"expected one of {', '.join(allowed)}, got {value!r}")
+    return value
