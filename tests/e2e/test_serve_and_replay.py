@@ -171,12 +171,15 @@ def test_credentials_are_generated_once_and_kept_across_restarts(tmp_path: Path)
     assert stored["account_sid"].startswith("AC") and stored["api_key_sid"].startswith("SK")
     assert f"openrooms: account SID {stored['account_sid']}" in first
     assert f"openrooms: API key SID {stored['api_key_sid']}" in first
-    assert f"openrooms: generated credentials kept in {credentials}" in first
+    assert f"openrooms: generated credentials kept in {credentials}:" in first
+    assert f"openrooms:   API key secret {stored['api_key_secret']}" in first
+    assert f"openrooms:   auth token {stored['auth_token']}" in first
 
     second = serve_once(state)
     assert json.loads(credentials.read_text()) == stored
     assert f"openrooms: account SID {stored['account_sid']}" in second
     assert not any("generated credentials" in line for line in second)
+    assert not any(stored["api_key_secret"] in line or stored["auth_token"] in line for line in second)
 
 
 def test_serve_starts_on_a_state_dir_with_history_and_leaves_it_consistent(tmp_path: Path) -> None:
