@@ -18,11 +18,11 @@ from typing import Any
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from adapters import twilio_shapes as shapes
 from adapters.command_bus import CommandBus
 from adapters.nats import envelope
+from adapters.nats.responder import Responder
 from adapters.store.queries import Queries
 from domain import commands as cmd
 from domain.results import CommandResult
@@ -33,7 +33,10 @@ QUEUE = "openrooms-engine"
 _DECODERS = {name: msgspec.json.Decoder(cls) for name, cls in cmd.COMMAND_TYPES.items()}
 
 
-class CommandService:
+class CommandService(Responder):
+    subject = SUBJECT
+    queue = QUEUE
+
     def __init__(
         self,
         nc: Client,
@@ -44,33 +47,15 @@ class CommandService:
         ready: Callable[[], Awaitable[None]] | None = None,
         observe: Callable[[str, float, str], None] | None = None,
     ) -> None:
-        self.nc = nc
+        super().__init__(nc)
         self.bus = bus
         self.queries = queries
         self.base_url = base_url.rstrip("/")
         self.observe = observe
         self.ready = ready
         """Awaited before reading the produced resource (read-your-writes without a query per reply)."""
-        self._subscription: Subscription | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> None:
-        self._subscription = await self.nc.subscribe(SUBJECT, queue=QUEUE, cb=self._receive)
-
-    async def stop(self) -> None:
-        """Stop taking commands, then finish those in flight."""
-        if self._subscription is not None:
-            await self._subscription.unsubscribe()
-            self._subscription = None
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _receive(self, msg: Msg) -> None:
-        task = asyncio.create_task(self._handle(msg))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _handle(self, msg: Msg) -> None:
+    async def handle(self, msg: Msg) -> None:
         name = msg.subject.rsplit(".", 1)[-1]
         began = time.perf_counter()
         outcome = "error"

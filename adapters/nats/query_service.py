@@ -16,10 +16,10 @@ from typing import Annotated, Any
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from adapters import twilio_shapes as shapes
 from adapters.nats import envelope
+from adapters.nats.responder import Responder
 from adapters.store.queries import Page, PageTokenError, Queries
 
 logger = logging.getLogger(__name__)
@@ -96,16 +96,17 @@ class NotFound(Exception):
     pass
 
 
-class QueryService:
+class QueryService(Responder):
+    subject = SUBJECT
+    queue = QUEUE
+
     def __init__(
         self, nc: Client, queries: Queries, base_url: str, *, ready: Callable[[], Awaitable[None]] | None = None
     ) -> None:
-        self.nc = nc
+        super().__init__(nc)
         self.ready = ready
         self.q = queries
         self.base = base_url.rstrip("/")
-        self._subscription: Subscription | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self._handlers: dict[str, tuple[type[_Query], Callable[[Any], Any]]] = {
             "get_room": (GetRoom, self.get_room),
             "list_rooms": (ListRooms, self.list_rooms),
@@ -121,22 +122,7 @@ class QueryService:
             "list_recordings": (ListRecordings, self.list_recordings),
         }
 
-    async def start(self) -> None:
-        self._subscription = await self.nc.subscribe(SUBJECT, queue=QUEUE, cb=self._receive)
-
-    async def stop(self) -> None:
-        if self._subscription is not None:
-            await self._subscription.unsubscribe()
-            self._subscription = None
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _receive(self, msg: Msg) -> None:
-        task = asyncio.create_task(self._handle(msg))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _handle(self, msg: Msg) -> None:
+    async def handle(self, msg: Msg) -> None:
         name = msg.subject.rsplit(".", 1)[-1]
         try:
             reply = await self.answer(name, msg.data)
