@@ -213,6 +213,11 @@ class Service:
                 await nc.drain()
             else:  # NATS is down: drain() would raise; nothing can be flushed anyway
                 await nc.close()
+            if relay is not None:
+                await asyncio.to_thread(relay.close)
+            # Store reads still running on pool threads (a cancelled scheduler pass, say) must end
+            # before the stores close under them.
+            await asyncio.get_running_loop().shutdown_default_executor()
             if self.engine is not None:
                 self.engine.close()
             if self.nats_server is not None:

@@ -16,6 +16,8 @@ nothing is skipped silently.
 from __future__ import annotations
 
 import itertools
+import shutil
+import tempfile
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -72,8 +74,11 @@ def _start_postgres(pgdata: Path) -> Any:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServerInfo]:
-    server = _start_postgres(tmp_path_factory.mktemp("postgres") / "pgdata")
+def postgres_server() -> Iterator[PostgresServerInfo]:
+    # Its own temp dir, not pytest's basetemp: pytest prunes old basetemps, which would delete
+    # the data directory under a server still running for a concurrent pytest run.
+    home = Path(tempfile.mkdtemp(prefix="openrooms-postgres-"))
+    server = _start_postgres(home / "pgdata")
     try:
         info = server.get_postmaster_info()
         if info.socket_dir is None:
@@ -81,6 +86,7 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgr
         yield PostgresServerInfo(socket_dir=info.socket_dir, port=info.port or 5432)
     finally:
         server.cleanup()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 _database_numbers = itertools.count(1)

@@ -93,6 +93,10 @@ class EventRelay:
         else:
             await self.js.update_stream(config)
 
+    def close(self) -> None:
+        """Wait for the relay's thread to finish its store read: only then may the store close."""
+        self._thread.shutdown(wait=True)
+
     def position(self) -> int:
         return self.read_model.position(TRACKING)
 
