@@ -131,6 +131,9 @@ def matches(rule: Rule, track: TrackFacts) -> bool:
 
 def evaluate(rules: Iterable[Rule], tracks: Iterable[TrackFacts], *, own_sid: str | None = None) -> set[str]:
     """The SIDs of the tracks selected by `rules`, never those published by `own_sid`."""
+    rules = tuple(rules)
+    if len(rules) == 1 and rules[0].all:  # the default rule sets: everything, or nothing
+        return {t.sid for t in tracks if t.publisher_sid != own_sid} if rules[0].type == "include" else set()
     candidates = [t for t in tracks if t.publisher_sid != own_sid]
     selected: set[str] = set()
     for rule in rules:
