@@ -167,6 +167,7 @@ class Service:
                 engine.fresh_queries,
                 base,
                 ready=engine.read_your_writes,
+                recent=engine.follower.recent,
                 observe=metrics.observe_command,
             )
             queries = QueryService(nc, engine.fresh_queries, base, ready=engine.read_your_writes)

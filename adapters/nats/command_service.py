@@ -24,7 +24,9 @@ from adapters.command_bus import CommandBus
 from adapters.nats import envelope
 from adapters.nats.responder import Responder
 from adapters.store.queries import Queries
+from adapters.store.recent_rows import RecentRows
 from domain import commands as cmd
+from domain.projections import Row
 from domain.results import CommandResult
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class CommandService(Responder):
         base_url: str,
         *,
         ready: Callable[[], Awaitable[None]] | None = None,
+        recent: RecentRows | None = None,
         observe: Callable[[str, float, str], None] | None = None,
     ) -> None:
         super().__init__(nc)
@@ -53,6 +56,8 @@ class CommandService(Responder):
         self.base_url = base_url.rstrip("/")
         self.observe = observe
         self.ready = ready
+        self.recent = recent
+        """Rows the follower just wrote: replies read them without a database round trip."""
         """Awaited before reading the produced resource (read-your-writes without a query per reply)."""
 
     async def handle(self, msg: Msg) -> None:
@@ -85,37 +90,38 @@ class CommandService(Responder):
             return envelope.error(code, result.error_message or "", result.error_status or 400), str(code)
         if self.ready is not None:
             await self.ready()
-        resource = await asyncio.to_thread(self.resource, command, result)
-        return envelope.ok(resource), "ok"
+        resource = self.resource(command, result, self.recent.get) if self.recent is not None else None
+        if resource is None:  # not among the rows this process just wrote: read the database
+            resource = await asyncio.to_thread(self.resource, command, result)
+        return envelope.ok(resource if resource is not None else msgspec.to_builtins(result)), "ok"
 
-    def resource(self, command: cmd.Command, result: CommandResult) -> dict[str, Any]:
-        """What a command produced, in Twilio's JSON shape (read-your-writes)."""
-        q, base = self.queries, self.base_url
-        room = result.room_sid or ""
+    def resource(
+        self, command: cmd.Command, result: CommandResult, find: Callable[..., Row | None] | None = None
+    ) -> dict[str, Any] | None:
+        """What a command produced, in Twilio's JSON shape; None when `find` does not have it."""
+        find = find or self.queries.by_key
+        base = self.base_url
         if isinstance(command, cmd.UpdateSubscribeRules) and result.participant_sid:
-            rules = q.subscribe_rules(result.participant_sid)
-            if rules is not None:
-                return shapes.subscribe_rules_json(rules)
-        if isinstance(command, cmd.UpdateRecordingRules):
-            rules = q.recording_rules(room)
-            if rules is not None:
-                return shapes.recording_rules_json(rules)
+            rules = find("subscribe_rules", result.participant_sid)
+            return shapes.subscribe_rules_json(rules) if rules is not None else None
+        if isinstance(command, cmd.UpdateRecordingRules) and result.room_sid:
+            rules = find("recording_rules", result.room_sid)
+            return shapes.recording_rules_json(rules) if rules is not None else None
         if result.recording_sid:
-            recording = q.recording(result.recording_sid)
-            if recording is not None:
-                return shapes.recording_json(recording, base)
+            recording = find("recordings", result.recording_sid)
+            return shapes.recording_json(recording, base) if recording is not None else None
         if result.track_sid and result.participant_sid and not isinstance(command, cmd.UnpublishTrack):
-            track = q.published_track(result.participant_sid, result.track_sid)
-            if track is not None:
-                return shapes.published_track_json(track, base)
+            track = find("published_tracks", result.track_sid)
+            return shapes.published_track_json(track, base) if track is not None else None
         if result.participant_sid:
-            participant = q.participant(room, result.participant_sid)
-            if participant is not None:
-                shaped = shapes.participant_json(participant, base)
-                if result.track_sids:
-                    shaped["published_track_sids"] = list(result.track_sids)
-                return shaped
-        row = q.room(room) if room else None
-        if row is not None:
-            return shapes.room_json(row, base)
+            participant = find("participants", result.participant_sid)
+            if participant is None:
+                return None
+            shaped = shapes.participant_json(participant, base)
+            if result.track_sids:
+                shaped["published_track_sids"] = list(result.track_sids)
+            return shaped
+        if result.room_sid:
+            room = find("rooms", result.room_sid)
+            return shapes.room_json(room, base) if room is not None else None
         return msgspec.to_builtins(result)  # type: ignore[no-any-return]

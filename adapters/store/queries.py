@@ -59,7 +59,7 @@ class Queries:
         table: str,
         filters: Sequence[Filter],
         *,
-        order: str = "date_created",
+        order: str | None = "date_created",
         desc: bool = False,
         limit: int | None = None,
         after: list[Any] | None = None,
@@ -81,7 +81,8 @@ class Queries:
         if where:
             sql.append("WHERE " + " AND ".join(where))
         direction = "DESC" if desc else "ASC"
-        sql.append(f'ORDER BY "{order}" {direction}, sid {direction}')
+        if order is not None:
+            sql.append(f'ORDER BY "{order}" {direction}, sid {direction}')
         if limit is not None:
             sql.append(f"LIMIT {int(limit)}")
         return [normalize(dict(zip(columns, r, strict=True))) for r in self.read_model.db.query(" ".join(sql), params)]
@@ -96,6 +97,12 @@ class Queries:
         rows = rows[:page_size]
         token = _encode_token([rows[-1]["date_created"], rows[-1]["sid"]]) if more and rows else None
         return Page(rows, token)
+
+    def by_key(self, table: str, *key: Any) -> Row | None:
+        """One row by its primary key (any status)."""
+        self.refresh()
+        rows = self._select(table, [Filter(c, "=", v) for c, v in zip(SCHEMA[table].key, key, strict=True)], order=None)
+        return rows[0] if rows else None
 
     def _one(self, table: str, filters: Sequence[Filter]) -> Row | None:
         self.refresh()

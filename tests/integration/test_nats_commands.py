@@ -91,16 +91,27 @@ class Caller:
         return error
 
 
-@pytest_asyncio.fixture
-async def caller(nats_url: str, tmp_path: Path) -> AsyncIterator[Caller]:
-    """An engine service answering on NATS, and a separate client connection to call it."""
+@pytest_asyncio.fixture(params=["refreshing", "as-served"])
+async def caller(request: pytest.FixtureRequest, nats_url: str, tmp_path: Path) -> AsyncIterator[Caller]:
+    """An engine service answering on NATS, and a separate client connection to call it.
+
+    Twice: with queries that refresh the read model themselves, and wired as `openrooms serve`
+    wires it (replies wait for the follower's catch-up and read the rows it just wrote).
+    """
     config = load_config(state_dir=str(tmp_path / "state"), public_url=BASE, env={})
     service = build_engine_service(config)
     stopping = asyncio.Event()
     running = asyncio.create_task(service.run(stopping))
     server_side = await nats.connect(nats_url)
-    commands = CommandService(server_side, service.bus, service.queries, config.public_url)
-    queries = QueryService(server_side, service.queries, config.public_url)
+    if request.param == "as-served":
+        ready, recent = service.read_your_writes, service.follower.recent
+        commands = CommandService(
+            server_side, service.bus, service.fresh_queries, config.public_url, ready=ready, recent=recent
+        )
+        queries = QueryService(server_side, service.fresh_queries, config.public_url, ready=ready)
+    else:
+        commands = CommandService(server_side, service.bus, service.queries, config.public_url)
+        queries = QueryService(server_side, service.queries, config.public_url)
     await commands.start()
     await queries.start()
     await server_side.flush()  # the subscriptions are registered before the first request

@@ -153,7 +153,14 @@ async def start(workdir: Path) -> Bench:
     relay = EventRelay(service.app, js, service.read_model, StreamSettings(), observe_ack=probe.on_ack)
     service.bus.after_batch.append(relay.wake.set)
     await relay.ensure_stream()
-    commands = CommandService(nc, service.bus, service.fresh_queries, config.public_url, ready=service.read_your_writes)
+    commands = CommandService(
+        nc,
+        service.bus,
+        service.fresh_queries,
+        config.public_url,
+        ready=service.read_your_writes,
+        recent=service.follower.recent,
+    )
     stopping = asyncio.Event()
     tasks = [asyncio.create_task(service.run(stopping)), asyncio.create_task(relay.run())]
     await commands.start()
