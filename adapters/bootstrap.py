@@ -18,6 +18,7 @@ from adapters.config import Config
 from adapters.scheduler import DeadlineScheduler, SchedulerClock
 from adapters.store.queries import Queries
 from adapters.store.read_model import Follower, ReadModel
+from adapters.store.recent_rows import RecentRows
 from adapters.store.sql import Database
 from adapters.store.url import parse_store_url
 from domain.engine import Engine, RoomsApplication
@@ -56,6 +57,9 @@ class EngineService:
         self._applied = 0
         self._caught_up = asyncio.Condition()
         self.bus.after_batch.append(self._committed.set)
+        self.recent = RecentRows()
+        account = self.config.credentials.account_sid
+        self.engine.on_commit.append(lambda events: self.recent.apply_events(events, account))
         self.fresh_queries = Queries(self.read_model, lambda: None)
         """Queries that do not refresh: for callers that awaited `read_your_writes()` first."""
 
@@ -167,7 +171,7 @@ class Service:
                 engine.fresh_queries,
                 base,
                 ready=engine.read_your_writes,
-                recent=engine.follower.recent,
+                recent=engine.recent,
                 observe=metrics.observe_command,
             )
             queries = QueryService(nc, engine.fresh_queries, base, ready=engine.read_your_writes)

@@ -88,10 +88,10 @@ class CommandService(Responder):
         if not result.ok:
             code = result.error_code or envelope.INTERNAL
             return envelope.error(code, result.error_message or "", result.error_status or 400), str(code)
-        if self.ready is not None:
-            await self.ready()
         resource = self.resource(command, result, self.recent.get) if self.recent is not None else None
-        if resource is None:  # not among the rows this process just wrote: read the database
+        if resource is None:  # not among the rows this engine just committed: read the database
+            if self.ready is not None:
+                await self.ready()
             resource = await asyncio.to_thread(self.resource, command, result)
         return envelope.ok(resource if resource is not None else msgspec.to_builtins(result)), "ok"
 

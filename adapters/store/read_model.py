@@ -14,7 +14,6 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
-from adapters.store.recent_rows import RecentRows
 from adapters.store.sql import Database, _Cursor
 from domain.codec import decode
 from domain.engine import RoomsApplication
@@ -179,14 +178,12 @@ class Follower:
         self.account_sid = account_sid
         self.batch_size = batch_size
         self.listeners: list[Any] = []
-        self.recent = RecentRows()
 
     def catch_up(self) -> int:
         """Apply everything committed so far; returns the position reached."""
         with self.read_model.lock:
             while True:
                 start = self.read_model.position()
-                self.recent.moved_on(start)
                 notifications = self.app.recorder.select_notifications(
                     start=start, limit=self.batch_size, inclusive_of_start=False
                 )
@@ -198,7 +195,6 @@ class Follower:
                     ops.extend(project(event, self.account_sid))
                 end = notifications[-1].id
                 if self.read_model.apply(start, end, ops):
-                    self.recent.apply(start, end, ops)
                     for listener in self.listeners:
                         listener(events)
                 else:

@@ -1,10 +1,10 @@
-"""The read-model rows this process's follower wrote last, by table and primary key.
+"""Recent read-model rows, by table and primary key: what command replies are built from.
 
-A command's reply is the resource it produced; right after the follower applied the batch,
-the rows are in hand, so replies read them here instead of querying the database again. Only
-rows the follower wrote itself are kept: when another process's follower moved the read model
-on, the cache starts afresh, and a miss falls back to the database. Replies may so show a
-resource as of their own command, never older.
+The engine projects every batch it commits into this cache (the same projections the
+follower writes to the database), so a command's reply is ready as soon as its batch is
+committed, without waiting for the follower or querying the database. A row this process has
+not seen (a miss) is read from the database after the follower caught up. In a deployment of
+several engines a reply shows its resource as of its own command.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from domain.projections import SCHEMA, Delete, Op, Row, Upsert
+from domain.projections import SCHEMA, Delete, Op, Row, Upsert, project
 
 CACHED_TABLES = frozenset(
     {"rooms", "participants", "published_tracks", "subscribe_rules", "recording_rules", "recordings"}
@@ -26,14 +26,16 @@ class RecentRows:
         self.size = size
         self._rows: OrderedDict[tuple[str, tuple[Any, ...]], Row] = OrderedDict()
         self._lock = threading.Lock()
-        self.synced_to = 0
-        """The read-model position up to which this cache saw every write."""
 
-    def apply(self, start: int, end: int, ops: Sequence[Op]) -> None:
-        """Record the rows of a batch the follower applied from `start` to `end`."""
+    def apply_events(self, events: Sequence[Any], account_sid: str) -> None:
+        """Project committed events into the cache (the engine's on_commit listener)."""
+        ops: list[Op] = []
+        for event in events:
+            ops.extend(project(event, account_sid))
+        self.apply(ops)
+
+    def apply(self, ops: Sequence[Op]) -> None:
         with self._lock:
-            if start != self.synced_to:
-                self._rows.clear()
             for op in ops:
                 if op.table not in CACHED_TABLES:
                     continue
@@ -49,16 +51,9 @@ class RecentRows:
                     self._rows.pop(key, None)
                 elif key in self._rows:
                     self._rows[key].update(op.fields)
-            self.synced_to = end
+                    self._rows.move_to_end(key)
             while len(self._rows) > self.size:
                 self._rows.popitem(last=False)
-
-    def moved_on(self, position: int) -> None:
-        """The read model is at `position`: forget everything if others wrote since."""
-        with self._lock:
-            if position != self.synced_to:
-                self._rows.clear()
-                self.synced_to = position
 
     def get(self, table: str, *key: Any) -> Row | None:
         with self._lock:

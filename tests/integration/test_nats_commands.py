@@ -104,7 +104,7 @@ async def caller(request: pytest.FixtureRequest, nats_url: str, tmp_path: Path) 
     running = asyncio.create_task(service.run(stopping))
     server_side = await nats.connect(nats_url)
     if request.param == "as-served":
-        ready, recent = service.read_your_writes, service.follower.recent
+        ready, recent = service.read_your_writes, service.recent
         commands = CommandService(
             server_side, service.bus, service.fresh_queries, config.public_url, ready=ready, recent=recent
         )

@@ -159,7 +159,7 @@ async def start(workdir: Path) -> Bench:
         service.fresh_queries,
         config.public_url,
         ready=service.read_your_writes,
-        recent=service.follower.recent,
+        recent=service.recent,
     )
     stopping = asyncio.Event()
     tasks = [asyncio.create_task(service.run(stopping)), asyncio.create_task(relay.run())]
