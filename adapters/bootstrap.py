@@ -86,6 +86,7 @@ class EngineService:
             for task in loops:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
+            await asyncio.to_thread(self.scheduler.close)  # its last store query, if any, ends
             self.bus.stop()
             await bus
         await asyncio.to_thread(self.follower.catch_up)
@@ -214,10 +215,13 @@ class Service:
         finally:
             if http is not None:
                 await http.cleanup()
-            if nc.is_connected:
-                await nc.drain()
-            else:  # NATS is down: drain() would raise; nothing can be flushed anyway
-                await nc.close()
+            try:
+                if nc.is_connected:
+                    await nc.drain()
+                else:  # NATS is down: drain() would raise; nothing can be flushed anyway
+                    await nc.close()
+            except (OSError, nats.errors.Error) as exc:  # the connection died while closing
+                logger.warning("closing the NATS connection failed: %s", exc)
             if relay is not None:
                 await asyncio.to_thread(relay.close)
             # Store reads still running on pool threads (a cancelled scheduler pass, say) must end

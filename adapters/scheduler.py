@@ -13,14 +13,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from adapters.store.queries import Queries
 from domain.commands import ExpireDeadlines
 from domain.results import CommandResult
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 RETRY_SECONDS = 1.0
 """Back-off after a failed pass (store unreachable, say); a real wait, not synchronisation."""
 
@@ -52,6 +54,15 @@ class DeadlineScheduler:
         self.wake = asyncio.Event()
         self.expired = 0
         self._sent: dict[str, None] = {}
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scheduler")
+
+    async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    def close(self) -> None:
+        """Wait for a store query still running on the scheduler's thread (after `run` was
+        cancelled): only then may the stores close."""
+        self._thread.shutdown(wait=True)
 
     def poke(self) -> None:
         """New events were committed: deadlines may have changed."""
@@ -63,7 +74,7 @@ class DeadlineScheduler:
             try:
                 now = _micros(self.clock.now())  # one instant per pass: time may move during it
                 sent = await self.fire_due(now)
-                next_due = await asyncio.to_thread(self.queries.next_deadline)
+                next_due = await self._blocking(self.queries.next_deadline)
             except Exception:
                 logger.exception("scheduler pass failed; retrying after %s s", RETRY_SECONDS)
                 await asyncio.sleep(RETRY_SECONDS)
@@ -81,7 +92,7 @@ class DeadlineScheduler:
         """Send what is due at `now` (µs; the clock's now by default) and not yet sent by this
         scheduler; returns how many were sent."""
         at = _micros(self.clock.now()) if now is None else now
-        due = await asyncio.to_thread(self.queries.due, at)
+        due = await self._blocking(self.queries.due, at)
         sent = 0
         for room_sid, deadline in due:
             command_id = f"expire:{room_sid}:{deadline}"

@@ -38,6 +38,9 @@ class Database:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[Any] = []
+        self._busy = 0
+        self._idle = threading.Condition(self._lock)
+        self._closed = False
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -72,7 +75,25 @@ class Database:
         return text if self.kind == "sqlite" else text.replace("?", "%s")
 
     @contextmanager
+    def _in_use(self) -> Iterator[None]:
+        """Counts a use of the connections, so `close()` never closes one under a running query."""
+        with self._lock:
+            if self._closed:
+                raise DatabaseClosedError(f"the database {self.config.url} is closed")
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._busy -= 1
+                self._idle.notify_all()
+
+    @contextmanager
     def transaction(self) -> Iterator[_Cursor]:
+        with self._in_use():
+            yield from self._transaction()
+
+    def _transaction(self) -> Iterator[_Cursor]:
         conn = self.connection
         cur = _Cursor(self, conn.cursor())
         if self.kind == "sqlite":
@@ -88,18 +109,26 @@ class Database:
                 yield cur
 
     def query(self, text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        cur = self.connection.cursor()
-        cur.execute(self.sql(text), params)
-        rows = cur.fetchall()
-        cur.close()
-        return [tuple(r) for r in rows]
+        with self._in_use():
+            cur = self.connection.cursor()
+            cur.execute(self.sql(text), params)
+            rows = cur.fetchall()
+            cur.close()
+            return [tuple(r) for r in rows]
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30.0) -> None:
+        """Close every connection once no query or transaction is running; later uses raise."""
         with self._lock:
+            self._closed = True
+            self._idle.wait_for(lambda: self._busy == 0, timeout)
             for conn in self._connections:
                 conn.close()
             self._connections.clear()
         self._local = threading.local()
+
+
+class DatabaseClosedError(RuntimeError):
+    pass
 
 
 class _Cursor:
