@@ -6,7 +6,8 @@ engine does, rebuilds the read model in memory with the same projections, and ch
 - per-aggregate sequence numbers start at 1 and have no gap;
 - a room never has more connected participants than its cap;
 - every disconnect follows a connect of that participant;
-- an ended room has no connected participant, and nothing happens in it but recordings;
+- an ended room has no connected participant, and nothing happens in it but recording
+  reports and anonymizing a participant;
 - a name is claimed only while free and released only by the room that holds it;
 - after each command, a room's subscriptions equal its participants' rules evaluated on its
   tracks (and at the end of the log).
@@ -36,7 +37,14 @@ _SUBSCRIPTION_EVENTS: Final = frozenset(
     }
 )
 _AFTER_END_ALLOWED: Final = frozenset(
-    {ev.RecordingStarted, ev.RecordingCompleted, ev.RecordingFailed, ev.RecordingDeleted, ev.RoomNameReleased}
+    {
+        ev.RecordingStarted,
+        ev.RecordingCompleted,
+        ev.RecordingFailed,
+        ev.RecordingDeleted,
+        ev.RoomNameReleased,
+        ev.ParticipantAnonymized,
+    }
 )
 MAX_PROBLEMS: Final = 1000
 _NAME_EVENTS: Final = frozenset({ev.RoomNameClaimed, ev.RoomNameReleased})

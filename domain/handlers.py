@@ -347,7 +347,14 @@ def anonymize_participant(unit: Unit, c: cmd.AnonymizeParticipant) -> CommandRes
     room = find_room(unit, c.room_sid)
     participant = room.participants.get(c.participant_sid)
     if participant is None:
-        raise errors.ParticipantNotFoundError(c.participant_sid)
+        identity = room.departed.get(c.participant_sid)
+        if identity is None:
+            raise errors.ParticipantNotFoundError(c.participant_sid)
+        if identity != c.participant_sid:  # gone: no tracks or subscriptions to re-evaluate
+            unit.record(
+                room.sid, ev.ParticipantAnonymized, participant_sid=c.participant_sid, identity=c.participant_sid
+            )
+        return CommandResult(room_sid=room.sid, participant_sid=c.participant_sid)
     if participant.identity != participant.sid:
         unit.record(room.sid, ev.ParticipantAnonymized, participant_sid=participant.sid, identity=participant.sid)
         own = [t.sid for t in room.tracks.values() if t.participant_sid == participant.sid]

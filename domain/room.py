@@ -68,6 +68,8 @@ class Room(msgspec.Struct, kw_only=True):
     """(subscriber participant SID, track SID) pairs."""
     recording_rules: tuple[Rule, ...] = ()
     recordings: dict[str, Recording] = {}
+    departed: dict[str, str] = {}
+    """SID → identity of participants that left (Anonymize works after a call, as on Twilio)."""
 
     # --- guards (read-only; named in domain/machines.py) -----------------------------------
 
@@ -167,12 +169,15 @@ def _connected(room: Room, e: ev.ParticipantConnected) -> None:
 
 def _disconnected(room: Room, e: ev.ParticipantDisconnected) -> None:
     del room.participants[e.participant_sid]
+    room.departed[e.participant_sid] = e.identity
 
 
 def _anonymized(room: Room, e: ev.ParticipantAnonymized) -> None:
     participant = room.participants.get(e.participant_sid)
     if participant is not None:
         participant.identity = e.identity
+    elif e.participant_sid in room.departed:
+        room.departed[e.participant_sid] = e.identity
 
 
 def _published(room: Room, e: ev.TrackPublished) -> None:

@@ -264,6 +264,27 @@ def test_anonymizing_a_participant_replaces_its_identity_by_its_sid(world):
     assert world.when(AnonymizeParticipant, room_sid=room, participant_sid=alice).events == []
 
 
+def test_a_participant_can_be_anonymized_after_it_left_even_after_the_room_ended(world):
+    room = world.room()
+    alice = world.join(room, "alice").participant_sid
+    world.join(room, "bob")
+    world.given(DisconnectParticipant, room_sid=room, participant_sid=alice)
+    world.given(CompleteRoom, room_sid=room)
+
+    outcome = world.when(AnonymizeParticipant, room_sid=room, participant_sid=alice)
+
+    assert outcome.one(ev.ParticipantAnonymized).identity == alice
+    row = world.view().tables["participants"][(alice,)]
+    assert (row["identity"], row["status"]) == (alice, "disconnected")
+    assert world.when(AnonymizeParticipant, room_sid=room, participant_sid=alice).events == []
+
+
+def test_anonymizing_an_unknown_participant_is_refused_with_53204(world):
+    room = world.room()
+
+    assert world.when(AnonymizeParticipant, room_sid=room, participant_sid="PA" + "9" * 32).code == 53204
+
+
 # --- go rooms: the account-wide cap -------------------------------------------------------------
 
 
