@@ -16,8 +16,14 @@ nothing is skipped silently.
 from __future__ import annotations
 
 import itertools
+import os
+import queue
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
+import threading
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -140,3 +146,106 @@ def open_engine() -> Iterator[Callable[..., Engine]]:
     yield _open
     for app in apps:
         app.close()
+
+
+# --- `openrooms serve` as a user runs it ---------------------------------------------------------
+
+OPENROOMS = Path(sys.executable).with_name("openrooms")
+SERVE_TIMEOUT = 30.0
+"""Generous: a cold interpreter imports the whole stack. Never reached when things work."""
+
+
+class ServeProcess:
+    """`openrooms serve` in a subprocess (its own process group, as a shell's foreground job),
+    with only PATH in its environment; stdout read line by line on a thread."""
+
+    def __init__(self, state_dir: Path, *args: str, name: str | None = None) -> None:
+        self.state_dir = state_dir
+        self.stderr_path = state_dir.parent / f"{name or state_dir.name + '-serve'}.stderr"
+        with self.stderr_path.open("a") as stderr:
+            self.process = subprocess.Popen(
+                [str(OPENROOMS), "serve", "--state-dir", str(state_dir), "--http", "127.0.0.1:0", *args],
+                cwd=state_dir.parent,
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                start_new_session=True,
+            )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for(self, text: str) -> str:
+        """The first line (from here on) containing `text`; fails if the server exits first."""
+        while True:
+            try:
+                line = self._queue.get(timeout=SERVE_TIMEOUT)
+            except queue.Empty:
+                raise AssertionError(f"no {text!r} after {SERVE_TIMEOUT} s: {self.lines}\n{self.stderr()}") from None
+            if line is None:
+                raise AssertionError(f"exited before {text!r}: {self.lines}\n{self.stderr()}")
+            self.lines.append(line)
+            if text in line:
+                return line
+
+    def nats_children(self) -> list[int]:
+        """PIDs of the nats-server processes this server started (from /proc)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # exited while we looked
+                continue
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+            if parent == self.process.pid and name == "nats-server":
+                found.append(int(entry.name))
+        return found
+
+    def stop(self) -> int:
+        """SIGTERM, as a service manager sends it; the exit code once stdout is drained."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.exit_code()
+
+    def interrupt(self) -> int:
+        """Ctrl-C in the terminal: SIGINT to the whole foreground process group."""
+        os.killpg(self.process.pid, signal.SIGINT)
+        return self.exit_code()
+
+    def exit_code(self) -> int:
+        code = self.process.wait(SERVE_TIMEOUT)
+        while (line := self._queue.get(timeout=SERVE_TIMEOUT)) is not None:
+            self.lines.append(line)
+        return code
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(SERVE_TIMEOUT)
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+
+@pytest.fixture(scope="session")
+def serve() -> Iterator[Callable[..., ServeProcess]]:
+    """`serve(state_dir, *args, name=None)` starts `openrooms serve`; any still running at the end is killed."""
+    started: list[ServeProcess] = []
+
+    def start(state_dir: Path, *args: str, name: str | None = None) -> ServeProcess:
+        process = ServeProcess(state_dir, *args, name=name)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()

@@ -10,15 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import queue
-import signal
 import sqlite3
 import stat
 import subprocess
 import sys
-import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from adapters.bootstrap import build_engine_service
 from adapters.config import load_config
@@ -46,63 +45,9 @@ def openrooms(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-class Server:
-    """`openrooms serve` in a subprocess; its stdout read line by line on a thread."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.stderr_path = state_dir.parent / f"{state_dir.name}-serve.stderr"
-        with self.stderr_path.open("a") as stderr:
-            self.process = subprocess.Popen(
-                [str(OPENROOMS), "serve", "--state-dir", str(state_dir), "--http", "127.0.0.1:0"],
-                cwd=state_dir.parent,
-                env=user_env(),
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                text=True,
-            )
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def wait_for(self, text: str) -> str:
-        """The first line (from here on) containing `text`; fails if the server exits first."""
-        while True:
-            try:
-                line = self._queue.get(timeout=TIMEOUT)
-            except queue.Empty:
-                raise AssertionError(f"no {text!r} after {TIMEOUT} s; got {self.lines}\n{self.stderr()}") from None
-            if line is None:
-                raise AssertionError(f"the server exited before printing {text!r}: {self.lines}\n{self.stderr()}")
-            self.lines.append(line)
-            if text in line:
-                return line
-
-    def stop(self) -> int:
-        """SIGTERM, as a service manager sends it; returns the exit code once stdout is drained."""
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(TIMEOUT)
-        while (line := self._queue.get(timeout=TIMEOUT)) is not None:
-            self.lines.append(line)
-        return code
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(TIMEOUT)
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text()
-
-
-def serve_once(state_dir: Path) -> list[str]:
+def serve_once(serve: Callable[..., Any], state_dir: Path) -> list[str]:
     """Start a server, wait until the engine runs, stop it; its stdout lines."""
-    server = Server(state_dir)
+    server = serve(state_dir)
     try:
         server.wait_for("engine running")
         code = server.stop()
@@ -155,16 +100,16 @@ def drive(state_dir: Path) -> Day:
 # --- serve -------------------------------------------------------------------------------------
 
 
-def test_serve_runs_the_engine_until_sigterm_and_then_exits_0(tmp_path: Path) -> None:
-    lines = serve_once(tmp_path / "state")
+def test_serve_runs_the_engine_until_sigterm_and_then_exits_0(tmp_path: Path, serve: Callable[..., Any]) -> None:
+    lines = serve_once(serve, tmp_path / "state")
 
     assert any("engine running" in line for line in lines)
     assert lines[-1] == "openrooms: stopped"
 
 
-def test_credentials_are_generated_once_and_kept_across_restarts(tmp_path: Path) -> None:
+def test_credentials_are_generated_once_and_kept_across_restarts(tmp_path: Path, serve: Callable[..., Any]) -> None:
     state = tmp_path / "state"
-    first = serve_once(state)
+    first = serve_once(serve, state)
     credentials = state / "credentials.json"
     stored = json.loads(credentials.read_text())
     assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
@@ -175,17 +120,19 @@ def test_credentials_are_generated_once_and_kept_across_restarts(tmp_path: Path)
     assert f"openrooms:   API key secret {stored['api_key_secret']}" in first
     assert f"openrooms:   auth token {stored['auth_token']}" in first
 
-    second = serve_once(state)
+    second = serve_once(serve, state)
     assert json.loads(credentials.read_text()) == stored
     assert f"openrooms: account SID {stored['account_sid']}" in second
     assert not any("generated credentials" in line for line in second)
     assert not any(stored["api_key_secret"] in line or stored["auth_token"] in line for line in second)
 
 
-def test_serve_starts_on_a_state_dir_with_history_and_leaves_it_consistent(tmp_path: Path) -> None:
+def test_serve_starts_on_a_state_dir_with_history_and_leaves_it_consistent(
+    tmp_path: Path, serve: Callable[..., Any]
+) -> None:
     state = tmp_path / "state"
     drive(state)
-    serve_once(state)
+    serve_once(serve, state)
 
     verified = openrooms("replay", "--state-dir", str(state), "--verify", cwd=tmp_path)
     assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -12,13 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import queue
-import signal
 import socket
-import subprocess
-import sys
-import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,89 +25,9 @@ from adapters.config import load_config
 from adapters.nats.relay import STREAM
 from adapters.nats.server import EmbeddedNatsServer
 
-OPENROOMS = Path(sys.executable).with_name("openrooms")
 TIMEOUT = 30.0
 """Generous: a cold interpreter imports the whole stack. Never reached when things work."""
 REQUEST_TIMEOUT = 10.0
-
-
-class Server:
-    """`openrooms serve` in a subprocess; its stdout read line by line on a thread."""
-
-    def __init__(self, state_dir: Path, *args: str) -> None:
-        self.state_dir = state_dir
-        self.stderr_path = state_dir.parent / f"{state_dir.name}-serve.stderr"
-        with self.stderr_path.open("a") as stderr:
-            self.process = subprocess.Popen(
-                [str(OPENROOMS), "serve", "--state-dir", str(state_dir), "--http", "127.0.0.1:0", *args],
-                cwd=state_dir.parent,
-                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                text=True,
-                start_new_session=True,  # its own process group, as a shell gives a foreground job
-            )
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def wait_for(self, text: str) -> str:
-        while True:
-            try:
-                line = self._queue.get(timeout=TIMEOUT)
-            except queue.Empty:
-                raise AssertionError(f"no {text!r} after {TIMEOUT} s: {self.lines}\n{self.stderr()}") from None
-            if line is None:
-                raise AssertionError(f"exited before {text!r}: {self.lines}\n{self.stderr()}")
-            self.lines.append(line)
-            if text in line:
-                return line
-
-    def nats_children(self) -> list[int]:
-        """PIDs of the nats-server processes this server started (from /proc)."""
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:  # exited while we looked
-                continue
-            name = stat[stat.index("(") + 1 : stat.rindex(")")]
-            parent = int(stat[stat.rindex(")") + 2 :].split()[1])
-            if parent == self.process.pid and name == "nats-server":
-                found.append(int(entry.name))
-        return found
-
-    def stop(self) -> int:
-        """SIGTERM, as a service manager sends it; the exit code once stdout is drained."""
-        self.process.send_signal(signal.SIGTERM)
-        return self.exit_code()
-
-    def interrupt(self) -> int:
-        """Ctrl-C in the terminal: SIGINT to the whole foreground process group."""
-        os.killpg(self.process.pid, signal.SIGINT)
-        return self.exit_code()
-
-    def exit_code(self) -> int:
-        code = self.process.wait(TIMEOUT)
-        while (line := self._queue.get(timeout=TIMEOUT)) is not None:
-            self.lines.append(line)
-        return code
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(TIMEOUT)
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text()
 
 
 def accepts(url: str) -> bool:
@@ -162,11 +77,11 @@ def log_ids(state_dir: Path) -> list[str]:
 
 
 def test_serve_answers_over_its_bundled_nats_and_keeps_rooms_command_ids_and_the_stream_across_a_restart(
-    tmp_path: Path,
+    tmp_path: Path, serve: Callable[..., Any]
 ) -> None:
     state = tmp_path / "state"
 
-    first = Server(state)
+    first = serve(state)
     try:
         first.wait_for("engine running")
         url = (state / "nats.url").read_text().strip()
@@ -197,7 +112,7 @@ def test_serve_answers_over_its_bundled_nats_and_keeps_rooms_command_ids_and_the
     assert not Path(f"/proc/{nats_pid}").exists(), "the bundled nats-server outlived serve"
     assert not accepts(url)
 
-    second = Server(state)
+    second = serve(state)
     try:
         second.wait_for("engine running")
         url = (state / "nats.url").read_text().strip()
@@ -243,10 +158,10 @@ def test_serve_answers_over_its_bundled_nats_and_keeps_rooms_command_ids_and_the
 
 
 def test_ctrl_c_stops_serve_with_exit_0_after_relaying_everything_and_then_stops_its_nats_server(
-    tmp_path: Path,
+    tmp_path: Path, serve: Callable[..., Any]
 ) -> None:
     state = tmp_path / "state"
-    server = Server(state)
+    server = serve(state)
     try:
         server.wait_for("engine running")
         url = (state / "nats.url").read_text().strip()
@@ -278,11 +193,13 @@ def test_ctrl_c_stops_serve_with_exit_0_after_relaying_everything_and_then_stops
     assert stream == log_ids(state)
 
 
-def test_serve_on_an_external_nats_stops_with_exit_0_when_that_nats_is_down(tmp_path: Path) -> None:
+def test_serve_on_an_external_nats_stops_with_exit_0_when_that_nats_is_down(
+    tmp_path: Path, serve: Callable[..., Any]
+) -> None:
     external = EmbeddedNatsServer(tmp_path / "nats")
     external.start()
     state = tmp_path / "state"
-    server = Server(state, "--role", "engine", "--nats", external.url)
+    server = serve(state, "--role", "engine", "--nats", external.url)
     try:
         server.wait_for("engine running, role engine")
         assert not (state / "nats.url").exists(), "no bundled nats-server with --nats"

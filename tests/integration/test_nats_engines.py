@@ -15,17 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import queue
-import signal
 import socket
 import subprocess
-import sys
-import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +36,6 @@ from adapters.nats.relay import STREAM
 from adapters.nats.server import free_port, nats_server_binary
 from adapters.replay import verify_store
 
-OPENROOMS = Path(sys.executable).with_name("openrooms")
 TIMEOUT = 30.0
 """Generous for a cold interpreter importing the whole stack; never reached when things work."""
 REQUEST_TIMEOUT = 10.0
@@ -84,77 +78,23 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer
         process.wait(TIMEOUT)
 
 
-class EngineProcess:
-    """`openrooms serve --role engine` in a subprocess; stdout read line by line on a thread."""
-
-    def __init__(self, state_dir: Path, nats_url: str, name: str) -> None:
-        self.stderr_path = state_dir.parent / f"{name}.stderr"
-        with self.stderr_path.open("w") as stderr:
-            self.process = subprocess.Popen(
-                [
-                    *(str(OPENROOMS), "serve", "--role", "engine", "--nats", nats_url),
-                    *("--state-dir", str(state_dir), "--http", "127.0.0.1:0"),
-                ],
-                cwd=state_dir.parent,
-                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                text=True,
-            )
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def wait_for(self, text: str) -> str:
-        while True:
-            try:
-                line = self._queue.get(timeout=TIMEOUT)
-            except queue.Empty:
-                raise AssertionError(f"no {text!r} after {TIMEOUT} s: {self.lines}\n{self.stderr()}") from None
-            if line is None:
-                raise AssertionError(f"exited before {text!r}: {self.lines}\n{self.stderr()}")
-            self.lines.append(line)
-            if text in line:
-                return line
-
-    def stop(self) -> int:
-        """SIGTERM; the exit code once stdout is drained."""
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(TIMEOUT)
-        while (line := self._queue.get(timeout=TIMEOUT)) is not None:
-            self.lines.append(line)
-        return code
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(TIMEOUT)
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text()
-
-
 @dataclass
 class Cluster:
     state_dir: Path
-    engines: list[EngineProcess]
+    engines: list[Any]
     server: NatsServer
 
 
 @pytest.fixture(scope="module")
-def cluster(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(
+    nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory, serve: Callable[..., Any]
+) -> Iterator[Cluster]:
     """Two engine processes on one state dir, both running; killed at the end if still alive."""
     state_dir = tmp_path_factory.mktemp("cluster") / "state"
-    engines: list[EngineProcess] = []
+    engines: list[Any] = []
     try:
         for name in ("engine-a", "engine-b"):
-            engine = EngineProcess(state_dir, nats_server.url, name)
+            engine = serve(state_dir, "--role", "engine", "--nats", nats_server.url, name=name)
             engines.append(engine)
             engine.wait_for("engine running, role engine")
         yield Cluster(state_dir, engines, nats_server)
