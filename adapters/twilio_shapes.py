@@ -77,33 +77,27 @@ def participant_json(row: Row, base: str) -> dict[str, Any]:
     }
 
 
-def published_track_json(row: Row, base: str) -> dict[str, Any]:
+def _track_json(row: Row, collection: str, base: str, **extra: Any) -> dict[str, Any]:
     return {
         "sid": row["sid"],
         "participant_sid": row["participant_sid"],
+        **extra,
         "room_sid": row["room_sid"],
         "name": row["name"],
         "date_created": iso(row["date_created"]),
         "date_updated": iso(row["date_updated"]),
         "enabled": row["enabled"],
         "kind": row["kind"],
-        "url": f"{base}/v1/Rooms/{row['room_sid']}/Participants/{row['participant_sid']}/PublishedTracks/{row['sid']}",
+        "url": f"{base}/v1/Rooms/{row['room_sid']}/Participants/{row['participant_sid']}/{collection}/{row['sid']}",
     }
+
+
+def published_track_json(row: Row, base: str) -> dict[str, Any]:
+    return _track_json(row, "PublishedTracks", base)
 
 
 def subscribed_track_json(row: Row, base: str) -> dict[str, Any]:
-    return {
-        "sid": row["sid"],
-        "participant_sid": row["participant_sid"],
-        "publisher_sid": row["publisher_sid"],
-        "room_sid": row["room_sid"],
-        "name": row["name"],
-        "date_created": iso(row["date_created"]),
-        "date_updated": iso(row["date_updated"]),
-        "enabled": row["enabled"],
-        "kind": row["kind"],
-        "url": f"{base}/v1/Rooms/{row['room_sid']}/Participants/{row['participant_sid']}/SubscribedTracks/{row['sid']}",
-    }
+    return _track_json(row, "SubscribedTracks", base, publisher_sid=row["publisher_sid"])
 
 
 def subscribe_rules_json(row: Row) -> dict[str, Any]:

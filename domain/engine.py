@@ -212,11 +212,6 @@ class Engine:
         self._pending.append(event)
         self._touched.add(aggregate_id)
 
-    def evict(self, aggregate_ids: Iterable[str]) -> None:
-        for aggregate_id in aggregate_ids:
-            self._cache.pop(aggregate_id, None)
-            self._committed.pop(aggregate_id, None)
-
     def cached_rooms(self) -> list[room.Room]:
         return [s for s in self._cache.values() if isinstance(s, room.Room)]
 

@@ -170,9 +170,3 @@ def decide(entity: str, state: str, trigger: str, ctx: object, ident: str = "") 
     if make_unmet is not None:
         raise make_unmet(ident, ctx)
     raise errors.IllegalTransitionError(entity, state, f"{trigger} (guard {failed} failed)")
-
-
-def legal_triggers(entity: str, state: str) -> list[str]:
-    """The triggers the table allows from `state` (guards not evaluated)."""
-    table, _ = _TABLES[entity]
-    return sorted({trigger for (source, trigger) in table if source == state})

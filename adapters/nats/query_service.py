@@ -96,6 +96,13 @@ class NotFound(Exception):
     pass
 
 
+def _found(row: dict[str, Any] | None, missing: str) -> dict[str, Any]:
+    """The row, or a 20404 reply saying what is `missing`."""
+    if row is None:
+        raise NotFound(missing)
+    return row
+
+
 class QueryService(Responder):
     subject = SUBJECT
     queue = QUEUE
@@ -153,28 +160,28 @@ class QueryService(Responder):
 
     # --- the queries ---------------------------------------------------------------------
 
+    def _room(self, room: str) -> dict[str, Any]:
+        return _found(self.q.room(room), f"room {room} not found")
+
     def _room_sid(self, room: str) -> str:
-        row = self.q.room(room)
-        if row is None:
-            raise NotFound(f"room {room} not found")
-        return str(row["sid"])
+        return str(self._room(room)["sid"])
+
+    def _participant(self, room: str, participant: str) -> dict[str, Any]:
+        room_sid = self._room_sid(room)
+        return _found(
+            self.q.participant(room_sid, participant), f"participant {participant} not found in room {room_sid}"
+        )
 
     def _participant_sid(self, room: str, participant: str) -> tuple[str, str]:
-        room_sid = self._room_sid(room)
-        row = self.q.participant(room_sid, participant)
-        if row is None:
-            raise NotFound(f"participant {participant} not found in room {room_sid}")
-        return room_sid, str(row["sid"])
+        row = self._participant(room, participant)
+        return str(row["room_sid"]), str(row["sid"])
 
     @staticmethod
     def _paged(key: str, page: Page, shape: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
         return {key: [shape(r) for r in page.rows], "next_page_token": page.next_token}
 
     def get_room(self, p: GetRoom) -> dict[str, Any]:
-        row = self.q.room(p.room)
-        if row is None:
-            raise NotFound(f"room {p.room} not found")
-        return shapes.room_json(row, self.base)
+        return shapes.room_json(self._room(p.room), self.base)
 
     def list_rooms(self, p: ListRooms) -> dict[str, Any]:
         page = self.q.rooms(
@@ -184,16 +191,10 @@ class QueryService(Responder):
         return self._paged("rooms", page, lambda r: shapes.room_json(r, self.base))
 
     def get_participant(self, p: GetParticipant) -> dict[str, Any]:
-        room_sid = self._room_sid(p.room)
-        row = self.q.participant(room_sid, p.participant)
-        if row is None:
-            raise NotFound(f"participant {p.participant} not found in room {room_sid}")
-        return shapes.participant_json(row, self.base)
+        return shapes.participant_json(self._participant(p.room, p.participant), self.base)
 
     def list_participants(self, p: ListParticipants) -> dict[str, Any]:
-        room = self.q.room(p.room)
-        if room is None:
-            raise NotFound(f"room {p.room} not found")
+        room = self._room(p.room)
         status = p.status or ("connected" if room["status"] == "in-progress" else "disconnected")
         page = self.q.participants(
             str(room["sid"]), status=status, identity=p.identity, created_after=_micros(p.date_created_after),
@@ -208,9 +209,7 @@ class QueryService(Responder):
 
     def get_published_track(self, p: GetTrack) -> dict[str, Any]:
         _, participant = self._participant_sid(p.room, p.participant)
-        row = self.q.published_track(participant, p.track)
-        if row is None:
-            raise NotFound(f"published track {p.track} not found")
+        row = _found(self.q.published_track(participant, p.track), f"published track {p.track} not found")
         return shapes.published_track_json(row, self.base)
 
     def list_subscribed_tracks(self, p: ParticipantTracks) -> dict[str, Any]:
@@ -220,28 +219,22 @@ class QueryService(Responder):
 
     def get_subscribed_track(self, p: GetTrack) -> dict[str, Any]:
         _, participant = self._participant_sid(p.room, p.participant)
-        row = self.q.subscribed_track(participant, p.track)
-        if row is None:
-            raise NotFound(f"subscribed track {p.track} not found")
+        row = _found(self.q.subscribed_track(participant, p.track), f"subscribed track {p.track} not found")
         return shapes.subscribed_track_json(row, self.base)
 
     def get_subscribe_rules(self, p: GetParticipant) -> dict[str, Any]:
         _, participant = self._participant_sid(p.room, p.participant)
-        row = self.q.subscribe_rules(participant)
-        if row is None:
-            raise NotFound(f"subscribe rules of {p.participant} not found")
+        row = _found(self.q.subscribe_rules(participant), f"subscribe rules of {p.participant} not found")
         return shapes.subscribe_rules_json(row)
 
     def get_recording_rules(self, p: GetRecordingRules) -> dict[str, Any]:
-        row = self.q.recording_rules(self._room_sid(p.room))
-        if row is None:
-            raise NotFound(f"room {p.room} has no recording rules (not a group room)")
+        row = _found(
+            self.q.recording_rules(self._room_sid(p.room)), f"room {p.room} has no recording rules (not a group room)"
+        )
         return shapes.recording_rules_json(row)
 
     def get_recording(self, p: GetRecording) -> dict[str, Any]:
-        row = self.q.recording(p.recording)
-        if row is None:
-            raise NotFound(f"recording {p.recording} not found")
+        row = _found(self.q.recording(p.recording), f"recording {p.recording} not found")
         return shapes.recording_json(row, self.base)
 
     def list_recordings(self, p: ListRecordings) -> dict[str, Any]:
