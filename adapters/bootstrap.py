@@ -142,7 +142,12 @@ class Service:
         from adapters.nats.query_service import QueryService
         from adapters.nats.relay import EventRelay, StreamSettings
 
-        nc = await nats.connect(self.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.25)
+        async def nats_error(exc: Exception) -> None:
+            # Lost connections are expected (NATS restarts, outages): one line, no traceback;
+            # the client reconnects and the relay catches up from its stored position.
+            logger.warning("NATS connection: %s: %s", type(exc).__name__, exc)
+
+        nc = await nats.connect(self.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.25, error_cb=nats_error)
         engine = self.engine
         metrics = Metrics(counts=(lambda: status_counts(engine.read_model)) if engine is not None else None)
         relay = None
