@@ -2,6 +2,8 @@
 
 openrooms serve   [--http H:P] [--store URL] [--nats URL] [--public-url URL] [--state-dir DIR] [--role R]
 openrooms replay  [--store URL] [--state-dir DIR] [--verify] [--room SID] [--json]
+openrooms token   --identity ID [--room NAME] [--ttl S] [--key SID] [--state-dir DIR] [--store URL]
+openrooms keys    create [--name NAME] | list | revoke SID   [--state-dir DIR] [--store URL]
 """
 
 from __future__ import annotations
@@ -11,12 +13,18 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from adapters.bootstrap import build_service, open_application
 from adapters.config import ROLES, Config, load_config
 from adapters.operator import OperatorError, list_rooms, run_command, show_room, tail_events
 from adapters.replay import print_timeline, verify_store
+from adapters.store.api_keys import ApiKeys, ApiKeyStoreError
+from adapters.store.sql import Database
+from adapters.store.url import parse_store_url
+from domain.access import mint_token
 
 logger = logging.getLogger("openrooms")
 
@@ -63,6 +71,23 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument("--nats", help="NATS URL")
     tail.add_argument("--room", help="only this room's events")
     tail.add_argument("--all", action="store_true", help="start from the first event in the stream")
+
+    token = commands.add_parser("token", help="print an access token (Twilio format) for a client SDK")
+    _common(token)
+    token.add_argument("--identity", required=True, help="the participant identity (1..128 characters)")
+    token.add_argument("--room", help="restrict the token to this room (unique name or SID)")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds the token is valid (1..86400, default 3600)")
+    token.add_argument("--key", help="sign with this stored API key SID (default: the primary key)")
+
+    keys = commands.add_parser("keys", help="create, list or revoke API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create_key = keys_sub.add_parser("create", help="create an API key; prints its SID and secret once")
+    _common(create_key)
+    create_key.add_argument("--name", default="", help="a friendly name")
+    _common(keys_sub.add_parser("list", help="list API keys (never their secrets)"))
+    revoke_key = keys_sub.add_parser("revoke", help="revoke an API key; servers stop accepting it within seconds")
+    _common(revoke_key)
+    revoke_key.add_argument("sid", help="the API key SID (SK...)")
 
     command = commands.add_parser("cmd", help="send one command (over NATS) and print the reply")
     _common(command)
@@ -154,6 +179,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_serve(config))
     if args.command == "replay":
         return _replay(config, args)
+    if args.command in ("token", "keys"):
+        if config.credentials.generated:
+            print(f"openrooms: generated credentials kept in {config.state_dir / 'credentials.json'}", file=sys.stderr)
+        try:
+            return _token(config, args) if args.command == "token" else _keys(config, args)
+        except (ApiKeyStoreError, OSError) as exc:
+            print(f"openrooms: {exc}", file=sys.stderr)
+            return 2
     try:
         return asyncio.run(_operate(config, args))
     except (OperatorError, OSError, TimeoutError) as exc:
@@ -161,6 +194,80 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 0
+
+
+def _open_keys(config: Config) -> ApiKeys:
+    return ApiKeys(Database.from_url(parse_store_url(config.store_url).read_model_url()))
+
+
+def _stored_secret(config: Config, key_sid: str) -> str | None:
+    keys = _open_keys(config)
+    try:
+        return keys.secret(key_sid)
+    finally:
+        keys.close()
+
+
+def _token(config: Config, args: argparse.Namespace) -> int:
+    credentials = config.credentials
+    key_sid = args.key or credentials.api_key_sid
+    if key_sid == credentials.api_key_sid:
+        secret: str | None = credentials.api_key_secret
+    else:
+        secret = _stored_secret(config, key_sid)
+    if secret is None:
+        print(f"openrooms: no active API key {key_sid} in the store {config.store_url}", file=sys.stderr)
+        return 1
+    try:
+        token = mint_token(
+            account_sid=credentials.account_sid,
+            key_sid=key_sid,
+            key_secret=secret,
+            identity=args.identity,
+            room=args.room,
+            ttl=args.ttl,
+            now=int(time.time()),
+        )
+    except ValueError as exc:
+        print(f"openrooms: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def _keys(config: Config, args: argparse.Namespace) -> int:
+    keys = _open_keys(config)
+    try:
+        if args.keys_command == "create":
+            sid, secret = keys.create(args.name)
+            print(f"sid {sid}")
+            print(f"secret {secret}")
+            print("openrooms: the secret is shown only this once; keep it now", file=sys.stderr)
+            return 0
+        if args.keys_command == "list":
+            print(f"{'SID':<34}  {'STATUS':<7}  {'CREATED':<20}  NAME")
+            print(f"{config.credentials.api_key_sid:<34}  {'primary':<7}  {'-':<20}  (from the credentials)")
+            for key in keys.list():
+                created = datetime.fromtimestamp(key.date_created / 1e6, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                print(f"{key.sid:<34}  {'active' if key.active else 'revoked':<7}  {created:<20}  {key.friendly_name}")
+            return 0
+        return _revoke(config, keys, args.sid)
+    finally:
+        keys.close()
+
+
+def _revoke(config: Config, keys: ApiKeys, sid: str) -> int:
+    if keys.revoke(sid):
+        print(f"revoked {sid}")
+        return 0
+    if sid == config.credentials.api_key_sid:
+        problem = "is the primary key from the credentials (OPENROOMS_API_KEY_SID or credentials.json)"
+    elif any(key.sid == sid for key in keys.list()):
+        problem = "is already revoked"
+    else:
+        problem = f"is not a key in the store {config.store_url}"
+    print(f"openrooms: cannot revoke {sid}: it {problem}", file=sys.stderr)
+    return 1
 
 
 async def _operate(config: Config, args: argparse.Namespace) -> int:

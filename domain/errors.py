@@ -28,7 +28,15 @@
     │   └── TrackKindNotSupportedError     53125
     ├── RoomCreateFailedError          53103 (client-side room creation disabled)
     ├── UnsupportedForRoomTypeError    53117 / 53122
-    └── IllegalTransitionError         a command not legal in the entity's state
+    ├── IllegalTransitionError         a command not legal in the entity's state
+    └── AccessTokenError               201xx, HTTP 401: an access token that is refused
+        ├── AccessTokenInvalidError          20101 (not a JWT, undecodable)
+        ├── AccessTokenHeaderInvalidError    20102 (alg not HS256, cty not twilio-fpa;v=1)
+        ├── AccessTokenIssuerInvalidError    20103 (iss not a known API key, sub not this account)
+        ├── AccessTokenExpiredError          20104 (expired, exp missing, lifetime over 24 h)
+        ├── AccessTokenNotYetValidError      20105 (nbf in the future)
+        ├── AccessTokenGrantsInvalidError    20106 (identity, video grant, room)
+        └── AccessTokenSignatureInvalidError 20107
 
 `status` is the HTTP status the REST API answers with; the code is what Twilio apps switch on.
 """
@@ -261,3 +269,60 @@ class IllegalTransitionError(DomainError):
 
     def __init__(self, entity: str, state: str, trigger: str) -> None:
         super().__init__(f"Cannot {trigger} a {entity} that is {state}")
+
+
+class AccessTokenError(DomainError):
+    """An access token refused; never echoes the token or a secret back."""
+
+    code = 20101
+    status = 401
+
+
+class AccessTokenInvalidError(AccessTokenError):
+    code = 20101
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"Invalid Access Token: {detail}")
+
+
+class AccessTokenHeaderInvalidError(AccessTokenError):
+    code = 20102
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"Invalid Access Token header: {detail}")
+
+
+class AccessTokenIssuerInvalidError(AccessTokenError):
+    code = 20103
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"Invalid Access Token issuer/subject: {detail}")
+
+
+class AccessTokenExpiredError(AccessTokenError):
+    code = 20104
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"Access Token expired or expiration date invalid: {detail}")
+
+
+class AccessTokenNotYetValidError(AccessTokenError):
+    code = 20105
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"Access Token not yet valid: {detail}")
+
+
+class AccessTokenGrantsInvalidError(AccessTokenError):
+    code = 20106
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"Invalid Access Token grants: {detail}")
+
+
+class AccessTokenSignatureInvalidError(AccessTokenError):
+    code = 20107
+
+    def __init__(self, key_sid: str) -> None:
+        self.key_sid = key_sid
+        super().__init__(f"Invalid Access Token signature: not signed with the secret of API key {key_sid}")
