@@ -9,13 +9,16 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from adapters.clock import SystemClock, jittered_backoff
 from adapters.command_bus import CommandBus
 from adapters.config import Config
+from adapters.keyring import KeyRing
 from adapters.scheduler import DeadlineScheduler, SchedulerClock
+from adapters.store.api_keys import ApiKeys
 from adapters.store.queries import Queries
 from adapters.store.read_model import Follower, ReadModel
 from adapters.store.recent_rows import RecentRows
@@ -125,18 +128,23 @@ def build_engine_service(config: Config, *, clock: Any = None, sids: SidSource =
 
 @dataclass
 class Service:
-    """The whole service of `openrooms serve`: NATS, the engine, its NATS services, the relay."""
+    """The whole service of `openrooms serve`: NATS, the engine, its NATS services, the relay,
+    the `/v1` REST API."""
 
     config: Config
     engine: EngineService | None
     nats_server: Any  # EmbeddedNatsServer | None
     nats_url: str
+    keyring: KeyRing | None = None
     http_port: int = 0
 
     async def run(self, stopping: asyncio.Event, started: asyncio.Event | None = None) -> None:
         import nats
 
         from adapters.http.app import build_app, serve_http
+        from adapters.http.auth import RateLimit
+        from adapters.http.gateway import LocalGateway, NatsGateway
+        from adapters.http.rest import RestApi
         from adapters.metrics import Metrics, status_counts
         from adapters.nats.command_service import CommandService
         from adapters.nats.query_service import QueryService
@@ -159,18 +167,28 @@ class Service:
             report["status"] = "ok" if nc.is_connected else "degraded"
             return report
 
+        rest = RestApi() if self.keyring is not None else None
+        limit = self.config.rate_limit
+        app = build_app(
+            metrics=metrics, health=health, rest=rest,
+            authenticate=self.keyring.check_basic if self.keyring is not None else None,
+            rate_limit=RateLimit(limit) if limit else None,
+        )  # fmt: skip
         host, _, port = self.config.http.rpartition(":")
+        host = host or "127.0.0.1"
         engine_stopping = asyncio.Event()
         http = None
         try:
-            http = await serve_http(build_app(metrics=metrics, health=health), host or "127.0.0.1", int(port))
+            http = await serve_http(app, host, int(port))
             self.http_port = int(http.addresses[0][1])
+            base = self.config.public_url or f"http://{host}:{self.http_port}"
             if engine is None:
+                if rest is not None:
+                    rest.attach(NatsGateway(nc), base)
                 if started is not None:
                     started.set()
                 await stopping.wait()
                 return
-            base = self.config.public_url
             commands = CommandService(
                 nc,
                 engine.bus,
@@ -181,6 +199,8 @@ class Service:
                 observe=metrics.observe_command,
             )
             queries = QueryService(nc, engine.fresh_queries, base, ready=engine.read_your_writes)
+            if rest is not None:
+                rest.attach(LocalGateway(commands, queries), base)
             settings = StreamSettings(
                 replicas=self.config.stream_replicas,
                 retention=self.config.stream_retention,
@@ -205,6 +225,8 @@ class Service:
                 if started is not None:
                     started.set()
                 await stopping.wait()
+                await http.cleanup()  # no new REST requests; those in flight finish
+                http = None
                 await commands.stop()  # no new commands; those in flight finish
                 await queries.stop()
                 engine_stopping.set()
@@ -234,6 +256,8 @@ class Service:
             await asyncio.get_running_loop().shutdown_default_executor()
             if self.engine is not None:
                 self.engine.close()
+            if self.keyring is not None:
+                self.keyring.close()
             if self.nats_server is not None:
                 self.nats_server.stop()
 
@@ -249,4 +273,11 @@ def build_service(config: Config) -> Service:
         url = server.url
         write_url(config.state_dir, url)
     engine = build_engine_service(config) if config.role in ("engine", "all") else None
-    return Service(config, engine, server, url)
+    keyring = build_keyring(config) if config.role in ("http", "all") else None
+    return Service(config, engine, server, url, keyring)
+
+
+def build_keyring(config: Config) -> KeyRing:
+    """Credentials for `/v1`: the configured account and API key, and the keys `openrooms keys` made."""
+    keys = ApiKeys(Database.from_url(parse_store_url(config.store_url).read_model_url()))
+    return KeyRing(config.credentials, keys, clock=time.monotonic)

@@ -36,13 +36,16 @@ class Config:
     store_url: str
     http: str
     nats_url: str | None
-    public_url: str
+    public_url: str | None
+    """Base of the absolute URLs in responses; None: the HTTP address actually bound."""
     role: str
     credentials: Credentials
     policy: AccountPolicy
     stream_replicas: int = 1
     stream_retention: str = "limits"
     stream_max_age_seconds: float = 7 * 24 * 3600
+    rate_limit: float = 0.0
+    """`/v1` requests per second per credential (0: unlimited); over it, 429 with code 20429."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -132,7 +135,7 @@ def load_config(
         store_url=store_url,
         http=http_addr,
         nats_url=_pick(nats, environ, "OPENROOMS_NATS"),
-        public_url=_pick(public_url, environ, "OPENROOMS_PUBLIC_URL", f"http://{http_addr}"),
+        public_url=_pick(public_url, environ, "OPENROOMS_PUBLIC_URL"),
         role=chosen_role,
         credentials=credentials,
         policy=policy,
@@ -141,6 +144,7 @@ def load_config(
             environ.get("OPENROOMS_STREAM_RETENTION", "limits"), ("limits", "interest", "workqueue")
         ),
         stream_max_age_seconds=float(environ.get("OPENROOMS_STREAM_MAX_AGE_SECONDS", str(7 * 24 * 3600))),
+        rate_limit=float(environ.get("OPENROOMS_RATE_LIMIT", "0")),
     )
 
 

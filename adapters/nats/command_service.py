@@ -61,18 +61,25 @@ class CommandService(Responder):
         """Awaited before reading the produced resource (read-your-writes without a query per reply)."""
 
     async def handle(self, msg: Msg) -> None:
-        name = msg.subject.rsplit(".", 1)[-1]
+        reply = await self.reply(msg.subject.rsplit(".", 1)[-1], msg.data)
+        if msg.reply:
+            await msg.respond(reply)
+
+    async def reply(self, name: str, data: bytes) -> bytes:
+        """Execute the command `name` with the JSON body `data`; the reply envelope.
+
+        The one way a command is executed, whatever carried it (NATS here, or the REST API in
+        the same process through adapters.http.gateway)."""
         began = time.perf_counter()
         outcome = "error"
         try:
-            reply, outcome = await self._execute(name, msg.data)
+            reply, outcome = await self._execute(name, data)
         except Exception:
             logger.exception("command %s failed", name)
             reply = envelope.error(envelope.INTERNAL, "internal error", 500)
         if self.observe is not None:
             self.observe(name, time.perf_counter() - began, outcome)
-        if msg.reply:
-            await msg.respond(reply)
+        return reply
 
     async def _execute(self, name: str, data: bytes) -> tuple[bytes, str]:
         decoder = _DECODERS.get(name)

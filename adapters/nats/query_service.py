@@ -78,6 +78,8 @@ class GetRecordingRules(_Query, kw_only=True):
 
 class GetRecording(_Query, kw_only=True):
     recording: str
+    room: str | None = None
+    """When given, the recording must belong to this room (SID or in-progress name); room-scoped shape."""
 
 
 class ListRecordings(_Paged, kw_only=True):
@@ -130,14 +132,17 @@ class QueryService(Responder):
         }
 
     async def handle(self, msg: Msg) -> None:
-        name = msg.subject.rsplit(".", 1)[-1]
-        try:
-            reply = await self.answer(name, msg.data)
-        except Exception:
-            logger.exception("query %s failed", name)
-            reply = envelope.error(envelope.INTERNAL, "internal error", 500)
+        reply = await self.reply(msg.subject.rsplit(".", 1)[-1], msg.data)
         if msg.reply:
             await msg.respond(reply)
+
+    async def reply(self, name: str, data: bytes) -> bytes:
+        """Answer the query `name` with the JSON body `data`; the reply envelope (never raises)."""
+        try:
+            return await self.answer(name, data)
+        except Exception:
+            logger.exception("query %s failed", name)
+            return envelope.error(envelope.INTERNAL, "internal error", 500)
 
     async def answer(self, name: str, data: bytes) -> bytes:
         entry = self._handlers.get(name)
@@ -235,7 +240,11 @@ class QueryService(Responder):
 
     def get_recording(self, p: GetRecording) -> dict[str, Any]:
         row = _found(self.q.recording(p.recording), f"recording {p.recording} not found")
-        return shapes.recording_json(row, self.base)
+        if p.room is None:
+            return shapes.recording_json(row, self.base)
+        if row["room_sid"] != self._room_sid(p.room):
+            raise NotFound(f"recording {p.recording} not found in room {p.room}")
+        return shapes.recording_json(row, self.base, room_scoped=True)
 
     def list_recordings(self, p: ListRecordings) -> dict[str, Any]:
         page = self.q.recordings(
@@ -243,4 +252,5 @@ class QueryService(Responder):
             grouping_sids=p.grouping_sid, media_type=p.media_type, created_after=_micros(p.date_created_after),
             created_before=_micros(p.date_created_before), page_size=p.page_size, page_token=p.page_token,
         )  # fmt: skip
-        return self._paged("recordings", page, lambda r: shapes.recording_json(r, self.base))
+        scoped = p.room is not None
+        return self._paged("recordings", page, lambda r: shapes.recording_json(r, self.base, room_scoped=scoped))

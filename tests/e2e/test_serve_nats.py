@@ -28,6 +28,8 @@ from adapters.nats.server import EmbeddedNatsServer
 TIMEOUT = 30.0
 """Generous: a cold interpreter imports the whole stack. Never reached when things work."""
 REQUEST_TIMEOUT = 10.0
+PUBLIC_URL = "https://rooms.example.test"
+"""Fixed, so resources compare equal across restarts (the HTTP port is free-chosen each time)."""
 
 
 def accepts(url: str) -> bool:
@@ -81,7 +83,7 @@ def test_serve_answers_over_its_bundled_nats_and_keeps_rooms_command_ids_and_the
 ) -> None:
     state = tmp_path / "state"
 
-    first = serve(state)
+    first = serve(state, "--public-url", PUBLIC_URL)
     try:
         first.wait_for("engine running")
         url = (state / "nats.url").read_text().strip()
@@ -112,7 +114,7 @@ def test_serve_answers_over_its_bundled_nats_and_keeps_rooms_command_ids_and_the
     assert not Path(f"/proc/{nats_pid}").exists(), "the bundled nats-server outlived serve"
     assert not accepts(url)
 
-    second = serve(state)
+    second = serve(state, "--public-url", PUBLIC_URL)
     try:
         second.wait_for("engine running")
         url = (state / "nats.url").read_text().strip()

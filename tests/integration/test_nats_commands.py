@@ -106,12 +106,12 @@ async def caller(request: pytest.FixtureRequest, nats_url: str, tmp_path: Path) 
     if request.param == "as-served":
         ready, recent = service.read_your_writes, service.recent
         commands = CommandService(
-            server_side, service.bus, service.fresh_queries, config.public_url, ready=ready, recent=recent
+            server_side, service.bus, service.fresh_queries, BASE, ready=ready, recent=recent
         )
-        queries = QueryService(server_side, service.fresh_queries, config.public_url, ready=ready)
+        queries = QueryService(server_side, service.fresh_queries, BASE, ready=ready)
     else:
-        commands = CommandService(server_side, service.bus, service.queries, config.public_url)
-        queries = QueryService(server_side, service.queries, config.public_url)
+        commands = CommandService(server_side, service.bus, service.queries, BASE)
+        queries = QueryService(server_side, service.queries, BASE)
     await commands.start()
     await queries.start()
     await server_side.flush()  # the subscriptions are registered before the first request

@@ -157,7 +157,7 @@ async def start(workdir: Path) -> Bench:
         nc,
         service.bus,
         service.fresh_queries,
-        config.public_url,
+        config.public_url or "http://127.0.0.1:8080",
         ready=service.read_your_writes,
         recent=service.recent,
     )
