@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from adapters.bootstrap import build_service, open_application
-from adapters.config import ROLES, Config, load_config
+from adapters.config import ACCOUNT_SETTINGS, ROLES, ROOM_TYPES, Config, load_config
 from adapters.operator import OperatorError, list_rooms, run_command, show_room, tail_events
 from adapters.replay import print_timeline, verify_store
 from adapters.store.api_keys import ApiKeys, ApiKeyStoreError
@@ -45,6 +45,31 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--nats", help="use this NATS server instead of the bundled one (OPENROOMS_NATS)")
     serve.add_argument("--public-url", help="base URL for absolute URLs in responses (OPENROOMS_PUBLIC_URL)")
     serve.add_argument("--role", choices=ROLES, help="which parts to run (OPENROOMS_ROLE)")
+    account = serve.add_argument_group("account settings (as in Twilio's Console)")
+    account.add_argument(
+        "--client-room-creation", choices=("true", "false"),
+        help="let clients create rooms by connecting to an unknown name (OPENROOMS_CLIENT_ROOM_CREATION, default true)",
+    )  # fmt: skip
+    account.add_argument(
+        "--default-room-type", choices=ROOM_TYPES, help="type of ad-hoc rooms (OPENROOMS_DEFAULT_ROOM_TYPE)"
+    )
+    account.add_argument(
+        "--default-status-callback",
+        metavar="URL",
+        help="status callback of ad-hoc rooms (OPENROOMS_DEFAULT_STATUS_CALLBACK)",
+    )
+    account.add_argument(
+        "--default-status-callback-method", choices=("GET", "POST"),
+        help="its method (OPENROOMS_DEFAULT_STATUS_CALLBACK_METHOD, default POST)",
+    )  # fmt: skip
+    account.add_argument(
+        "--record-participants-on-connect", choices=("true", "false"),
+        help="record ad-hoc rooms' participants (OPENROOMS_RECORD_PARTICIPANTS_ON_CONNECT, default false)",
+    )  # fmt: skip
+    account.add_argument(
+        "--rate-limit", metavar="PER_SECOND",
+        help="/v1 requests per second per credential, 0 = unlimited (OPENROOMS_RATE_LIMIT)",
+    )  # fmt: skip
 
     replay = commands.add_parser("replay", help="print the audit timeline of the log, or verify it")
     _common(replay)
@@ -171,6 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             nats=getattr(args, "nats", None),
             public_url=getattr(args, "public_url", None),
             role=getattr(args, "role", None),
+            overrides={
+                env: str(value) for dest, env in ACCOUNT_SETTINGS.items() if (value := getattr(args, dest, None))
+            },
         )
     except ValueError as exc:
         print(f"openrooms: {exc}", file=sys.stderr)

@@ -19,6 +19,16 @@ from domain.settings import AccountPolicy
 DEFAULT_HTTP = "127.0.0.1:8080"
 DEFAULT_STATE_DIR = ".openrooms"
 ROLES = ("engine", "http", "media", "all")
+ROOM_TYPES = ("group", "group-small", "peer-to-peer", "go")
+ACCOUNT_SETTINGS = {
+    "client_room_creation": "OPENROOMS_CLIENT_ROOM_CREATION",
+    "default_room_type": "OPENROOMS_DEFAULT_ROOM_TYPE",
+    "default_status_callback": "OPENROOMS_DEFAULT_STATUS_CALLBACK",
+    "default_status_callback_method": "OPENROOMS_DEFAULT_STATUS_CALLBACK_METHOD",
+    "record_participants_on_connect": "OPENROOMS_RECORD_PARTICIPANTS_ON_CONNECT",
+    "rate_limit": "OPENROOMS_RATE_LIMIT",
+}
+"""`openrooms serve` flags (argparse dest) → the environment variable each one overrides."""
 
 
 @dataclass(frozen=True)
@@ -112,8 +122,12 @@ def load_config(
     public_url: str | None = None,
     role: str | None = None,
     env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str] | None = None,
 ) -> Config:
-    environ = os.environ if env is None else env
+    """`overrides` are settings given on the command line, by their environment variable names."""
+    environ: Mapping[str, str] = os.environ if env is None else env
+    if overrides:
+        environ = {**environ, **overrides}
     directory = Path(_pick(state_dir, environ, "OPENROOMS_STATE_DIR", DEFAULT_STATE_DIR)).resolve()
     store_url = _pick(store, environ, "OPENROOMS_STORE", f"sqlite:///{directory / 'openrooms.db'}")
     http_addr = _pick(http, environ, "OPENROOMS_HTTP", DEFAULT_HTTP)
@@ -124,9 +138,11 @@ def load_config(
     policy = AccountPolicy(
         account_sid=credentials.account_sid,
         client_room_creation=_bool(environ.get("OPENROOMS_CLIENT_ROOM_CREATION"), True),
-        default_room_type=environ.get("OPENROOMS_DEFAULT_ROOM_TYPE", "group"),
+        default_room_type=_choice(environ.get("OPENROOMS_DEFAULT_ROOM_TYPE", "group"), ROOM_TYPES),
         default_status_callback=environ.get("OPENROOMS_DEFAULT_STATUS_CALLBACK") or None,
-        default_status_callback_method=environ.get("OPENROOMS_DEFAULT_STATUS_CALLBACK_METHOD", "POST"),
+        default_status_callback_method=_choice(
+            environ.get("OPENROOMS_DEFAULT_STATUS_CALLBACK_METHOD", "POST").upper(), ("GET", "POST")
+        ),
         default_record_participants_on_connect=_bool(environ.get("OPENROOMS_RECORD_PARTICIPANTS_ON_CONNECT"), False),
         max_go_participants=int(environ.get("OPENROOMS_MAX_GO_PARTICIPANTS", "500")),
     )

@@ -2,6 +2,7 @@
 
 * `running_service` (module): `openrooms serve` in a temporary state dir (its own bundled
   nats-server, SQLite store, generated credentials), stopped with SIGTERM at the end.
+* `start` (session): `start(state_dir, *serve_args)` for tests that need their own service.
 * `twilio_client` (function): the official `twilio` helper library pointed at it the way
   docs/migration.md tells apps to (`client.video.base_url`), authenticated with the API key.
 """
@@ -61,8 +62,15 @@ def start_service(serve: Callable[..., Any], state_dir: Path, *args: str) -> Run
     assert base is not None, line
     process.wait_for("engine running")
     credentials = json.loads((state_dir / "credentials.json").read_text())
-    nats_url = (state_dir / "nats.url").read_text().strip()
+    nats_file = state_dir / "nats.url"  # written by the process that runs the bundled nats-server
+    nats_url = nats_file.read_text().strip() if nats_file.exists() else ""
     return RunningService(state_dir, base.group(1), credentials, nats_url, process)
+
+
+@pytest.fixture(scope="session")
+def start(serve: Callable[..., Any]) -> Callable[..., RunningService]:
+    """`start(state_dir, *serve_args)`: a RunningService; stop it with `.process.stop()` (killed at the end)."""
+    return lambda state_dir, *args: start_service(serve, state_dir, *args)
 
 
 @pytest.fixture(scope="module")
