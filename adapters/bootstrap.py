@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,8 @@ from adapters.store.read_model import Follower, ReadModel
 from adapters.store.recent_rows import RecentRows
 from adapters.store.sql import Database
 from adapters.store.url import parse_store_url
+from adapters.webhooks import Webhooks, WebhookSettings, build_webhooks
+from adapters.webhooks.delivery import Delivery
 from domain.engine import Engine, RoomsApplication
 from domain.ids import SidSource
 
@@ -54,6 +57,9 @@ class EngineService:
     follower: Follower
     queries: Queries
     scheduler: DeadlineScheduler
+    webhooks: Webhooks
+    webhook_observers: list[Callable[[Delivery], None]]
+    """Called with every status callback attempt (metrics)."""
 
     def __post_init__(self) -> None:
         self._committed = asyncio.Event()
@@ -84,7 +90,11 @@ class EngineService:
         self._applied = await asyncio.to_thread(self.follower.catch_up)
         async with asyncio.TaskGroup() as group:
             bus = group.create_task(self.bus.run())
-            loops = [group.create_task(self._follow()), group.create_task(self.scheduler.run())]
+            loops = [
+                group.create_task(self._follow()),
+                group.create_task(self.scheduler.run()),
+                group.create_task(self.webhooks.run()),
+            ]
             await stopping.wait()
             for task in loops:
                 task.cancel()
@@ -109,11 +119,18 @@ class EngineService:
             self.scheduler.poke()
 
     def close(self) -> None:
+        self.webhooks.close()
         self.read_model.db.close()
         self.app.close()
 
 
-def build_engine_service(config: Config, *, clock: Any = None, sids: SidSource = random_sid) -> EngineService:
+def build_engine_service(
+    config: Config,
+    *,
+    clock: Any = None,
+    sids: SidSource = random_sid,
+    webhook_settings: WebhookSettings | None = None,
+) -> EngineService:
     clock = clock or SystemClock()
     app = open_application(config.store_url)
     engine = Engine(app, policy=config.policy, sids=sids, clock=clock.now, backoff=jittered_backoff)
@@ -123,7 +140,19 @@ def build_engine_service(config: Config, *, clock: Any = None, sids: SidSource =
     queries = Queries(read_model, follower.refresh)
     scheduler_clock: SchedulerClock = clock
     scheduler = DeadlineScheduler(queries, bus.execute, scheduler_clock)
-    return EngineService(config, app, engine, bus, read_model, follower, queries, scheduler)
+    observers: list[Callable[[Delivery], None]] = []
+
+    def observe(delivery: Delivery) -> None:
+        for observer in observers:
+            observer(delivery)
+
+    webhooks = build_webhooks(
+        app, read_model.db, auth_token=config.credentials.auth_token, clock=clock,
+        settings=webhook_settings or webhook_settings_of(config),
+        observe=observe,
+    )  # fmt: skip
+    bus.after_batch.append(webhooks.wake)
+    return EngineService(config, app, engine, bus, read_model, follower, queries, scheduler, webhooks, observers)
 
 
 @dataclass
@@ -211,6 +240,9 @@ class Service:
                 observe_ack=metrics.relay_ack_seconds.observe,
             )  # fmt: skip
             metrics.relay_lag_events.set_function(relay.lag)
+            engine.webhook_observers.append(metrics.observe_webhook)
+            metrics.webhook_pending.set_function(engine.webhooks.pending)
+            metrics.webhook_lag_events.set_function(engine.webhooks.lag)
             metrics.read_model_lag_events.set_function(
                 lambda: max(0, (engine.app.recorder.max_notification_id() or 0) - engine.read_model.position())
             )
@@ -275,6 +307,16 @@ def build_service(config: Config) -> Service:
     engine = build_engine_service(config) if config.role in ("engine", "all") else None
     keyring = build_keyring(config) if config.role in ("http", "all") else None
     return Service(config, engine, server, url, keyring)
+
+
+def webhook_settings_of(config: Config) -> WebhookSettings:
+    return WebhookSettings(
+        max_in_flight=config.webhook_max_in_flight,
+        request_timeout=config.webhook_timeout_seconds,
+        first_retry_delay=config.webhook_retry_min_seconds,
+        max_retry_delay=config.webhook_retry_max_seconds,
+        give_up_after=config.webhook_give_up_seconds,
+    )
 
 
 def build_keyring(config: Config) -> KeyRing:

@@ -56,6 +56,11 @@ class Config:
     stream_max_age_seconds: float = 7 * 24 * 3600
     rate_limit: float = 0.0
     """`/v1` requests per second per credential (0: unlimited); over it, 429 with code 20429."""
+    webhook_timeout_seconds: float = 15.0
+    webhook_retry_min_seconds: float = 1.0
+    webhook_retry_max_seconds: float = 60.0
+    webhook_give_up_seconds: float = 4 * 3600
+    webhook_max_in_flight: int = 32
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -161,6 +166,11 @@ def load_config(
         ),
         stream_max_age_seconds=float(environ.get("OPENROOMS_STREAM_MAX_AGE_SECONDS", str(7 * 24 * 3600))),
         rate_limit=float(environ.get("OPENROOMS_RATE_LIMIT", "0")),
+        webhook_timeout_seconds=float(environ.get("OPENROOMS_WEBHOOK_TIMEOUT_SECONDS", "15")),
+        webhook_retry_min_seconds=float(environ.get("OPENROOMS_WEBHOOK_RETRY_MIN_SECONDS", "1")),
+        webhook_retry_max_seconds=float(environ.get("OPENROOMS_WEBHOOK_RETRY_MAX_SECONDS", "60")),
+        webhook_give_up_seconds=float(environ.get("OPENROOMS_WEBHOOK_GIVE_UP_SECONDS", str(4 * 3600))),
+        webhook_max_in_flight=int(environ.get("OPENROOMS_WEBHOOK_MAX_IN_FLIGHT", "32")),
     )
 
 

@@ -22,6 +22,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from adapters.store.read_model import ReadModel
+from adapters.webhooks.delivery import Delivery
 from domain.commands import Command
 from domain.results import CommandResult
 
@@ -106,8 +107,30 @@ class Metrics:
             namespace=NAMESPACE,
             registry=self.registry,
         )
+        self.webhook_deliveries = Counter(
+            "webhook_deliveries",
+            "Status callback attempts by event and outcome",
+            ["event", "outcome"],
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.webhook_pending = Gauge(
+            "webhook_pending",
+            "Status callbacks in the outbox, not yet delivered or given up",
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.webhook_lag_events = Gauge(
+            "webhook_lag_events",
+            "Events committed but not yet turned into status callbacks",
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
         if counts is not None:
             self.registry.register(StatusCollector(counts))
+
+    def observe_webhook(self, delivery: Delivery) -> None:
+        self.webhook_deliveries.labels(event=delivery.event, outcome=delivery.outcome).inc()
 
     def observe_command(self, name: str, seconds: float, outcome: str) -> None:
         self.commands.labels(command=name, outcome=outcome).inc()

@@ -159,14 +159,14 @@ class ServeProcess:
     """`openrooms serve` in a subprocess (its own process group, as a shell's foreground job),
     with only PATH in its environment; stdout read line by line on a thread."""
 
-    def __init__(self, state_dir: Path, *args: str, name: str | None = None) -> None:
+    def __init__(self, state_dir: Path, *args: str, name: str | None = None, env: dict[str, str] | None = None) -> None:
         self.state_dir = state_dir
         self.stderr_path = state_dir.parent / f"{name or state_dir.name + '-serve'}.stderr"
         with self.stderr_path.open("a") as stderr:
             self.process = subprocess.Popen(
                 [str(OPENROOMS), "serve", "--state-dir", str(state_dir), "--http", "127.0.0.1:0", *args],
                 cwd=state_dir.parent,
-                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **(env or {})},
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 text=True,
@@ -238,11 +238,12 @@ class ServeProcess:
 
 @pytest.fixture(scope="session")
 def serve() -> Iterator[Callable[..., ServeProcess]]:
-    """`serve(state_dir, *args, name=None)` starts `openrooms serve`; any still running at the end is killed."""
+    """`serve(state_dir, *args, name=None, env=None)` starts `openrooms serve` (with only PATH and `env` in its
+    environment); any still running at the end is killed."""
     started: list[ServeProcess] = []
 
-    def start(state_dir: Path, *args: str, name: str | None = None) -> ServeProcess:
-        process = ServeProcess(state_dir, *args, name=name)
+    def start(state_dir: Path, *args: str, name: str | None = None, env: dict[str, str] | None = None) -> ServeProcess:
+        process = ServeProcess(state_dir, *args, name=name, env=env)
         started.append(process)
         return process
 

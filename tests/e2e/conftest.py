@@ -55,8 +55,10 @@ async def _request(url: str, subject: str, body: dict[str, Any]) -> dict[str, An
     return result
 
 
-def start_service(serve: Callable[..., Any], state_dir: Path, *args: str) -> RunningService:
-    process = serve(state_dir, *args)
+def start_service(
+    serve: Callable[..., Any], state_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> RunningService:
+    process = serve(state_dir, *args, env=env)
     line = process.wait_for("openrooms: HTTP ")
     base = re.search(r"(http://\S+?:\d+)", line)
     assert base is not None, line
@@ -69,8 +71,9 @@ def start_service(serve: Callable[..., Any], state_dir: Path, *args: str) -> Run
 
 @pytest.fixture(scope="session")
 def start(serve: Callable[..., Any]) -> Callable[..., RunningService]:
-    """`start(state_dir, *serve_args)`: a RunningService; stop it with `.process.stop()` (killed at the end)."""
-    return lambda state_dir, *args: start_service(serve, state_dir, *args)
+    """`start(state_dir, *serve_args, env=None)`: a RunningService; stop it with `.process.stop()` (killed at
+    the end)."""
+    return lambda state_dir, *args, env=None: start_service(serve, state_dir, *args, env=env)
 
 
 @pytest.fixture(scope="module")
