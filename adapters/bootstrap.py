@@ -17,7 +17,7 @@ from typing import Any
 from adapters.clock import SystemClock, jittered_backoff
 from adapters.command_bus import CommandBus
 from adapters.config import Config
-from adapters.keyring import KeyRing
+from adapters.keyring import KeyRing, TokenVerifier
 from adapters.scheduler import DeadlineScheduler, SchedulerClock
 from adapters.store.api_keys import ApiKeys
 from adapters.store.queries import Queries
@@ -196,7 +196,7 @@ class Service:
             report["status"] = "ok" if nc.is_connected else "degraded"
             return report
 
-        rest = RestApi() if self.keyring is not None else None
+        rest = RestApi() if self.config.role in ("http", "all") else None
         limit = self.config.rate_limit
         app = build_app(
             metrics=metrics, health=health, rest=rest,
@@ -227,7 +227,8 @@ class Service:
                 recent=engine.recent,
                 observe=metrics.observe_command,
             )
-            queries = QueryService(nc, engine.fresh_queries, base, ready=engine.read_your_writes)
+            tokens = TokenVerifier(self.keyring, self.config.credentials.account_sid) if self.keyring else None
+            queries = QueryService(nc, engine.fresh_queries, base, ready=engine.read_your_writes, tokens=tokens)
             if rest is not None:
                 rest.attach(LocalGateway(commands, queries), base)
             settings = StreamSettings(
@@ -305,7 +306,7 @@ def build_service(config: Config) -> Service:
         url = server.url
         write_url(config.state_dir, url)
     engine = build_engine_service(config) if config.role in ("engine", "all") else None
-    keyring = build_keyring(config) if config.role in ("http", "all") else None
+    keyring = build_keyring(config) if config.role != "media" else None
     return Service(config, engine, server, url, keyring)
 
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import hmac
 import threading
+import time
 from collections.abc import Callable
 from typing import Final
 
 from adapters.config import Credentials
 from adapters.store.api_keys import ApiKeys
+from domain.access import Grant, verify_token
 from domain.ids import API_KEY_PREFIX, is_sid
 
 MAX_CACHED: Final = 10_000
@@ -92,3 +94,16 @@ class KeyRing:
 def _bytes(text: str) -> bytes:
     """UTF-8, also for the lone surrogates a decoded header may carry (never an exception)."""
     return text.encode("utf-8", "surrogatepass")
+
+
+class TokenVerifier:
+    """Access tokens of this account, checked against the key ring at the wall-clock time."""
+
+    def __init__(self, keyring: KeyRing, account_sid: str, now: Callable[[], float] = time.time) -> None:
+        self.keyring = keyring
+        self.account_sid = account_sid
+        self.now = now
+
+    def verify(self, token: str) -> Grant:
+        """The token's grant; an AccessTokenError (20101-20107) when it is refused."""
+        return verify_token(token, account_sid=self.account_sid, secret_of=self.keyring.secret_of, now=int(self.now()))

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import msgspec
 from nats.aio.client import Client
@@ -21,6 +21,8 @@ from adapters import twilio_shapes as shapes
 from adapters.nats import envelope
 from adapters.nats.responder import Responder
 from adapters.store.queries import Page, PageTokenError, Queries
+from domain.access import Grant
+from domain.errors import AccessTokenGrantsInvalidError, DomainError
 
 logger = logging.getLogger(__name__)
 SUBJECT = "rooms.qry.*"
@@ -82,12 +84,22 @@ class GetRecording(_Query, kw_only=True):
     """When given, the recording must belong to this room (SID or in-progress name); room-scoped shape."""
 
 
+class VerifyToken(_Query, kw_only=True):
+    token: str
+    room: str | None = None
+    """The room the client is connecting to (SID or name): the token's room grant must allow it."""
+
+
 class ListRecordings(_Paged, kw_only=True):
     room: str | None = None
     status: str | None = None
     source_sid: str | None = None
     grouping_sid: list[str] = []
     media_type: str | None = None
+
+
+class TokenCheck(Protocol):
+    def verify(self, token: str) -> Grant: ...
 
 
 def _micros(at: datetime | None) -> int | None:
@@ -110,12 +122,19 @@ class QueryService(Responder):
     queue = QUEUE
 
     def __init__(
-        self, nc: Client, queries: Queries, base_url: str, *, ready: Callable[[], Awaitable[None]] | None = None
+        self,
+        nc: Client,
+        queries: Queries,
+        base_url: str,
+        *,
+        ready: Callable[[], Awaitable[None]] | None = None,
+        tokens: TokenCheck | None = None,
     ) -> None:
         super().__init__(nc)
         self.ready = ready
         self.q = queries
         self.base = base_url.rstrip("/")
+        self.tokens = tokens
         self._handlers: dict[str, tuple[type[_Query], Callable[[Any], Any]]] = {
             "get_room": (GetRoom, self.get_room),
             "list_rooms": (ListRooms, self.list_rooms),
@@ -129,6 +148,7 @@ class QueryService(Responder):
             "get_recording_rules": (GetRecordingRules, self.get_recording_rules),
             "get_recording": (GetRecording, self.get_recording),
             "list_recordings": (ListRecordings, self.list_recordings),
+            "verify_token": (VerifyToken, self.verify_token),
         }
 
     async def handle(self, msg: Msg) -> None:
@@ -162,6 +182,8 @@ class QueryService(Responder):
             return envelope.error(envelope.NOT_FOUND, str(exc), 404)
         except PageTokenError as exc:
             return envelope.error(envelope.MALFORMED, str(exc))
+        except DomainError as exc:
+            return envelope.error(exc.code, str(exc), exc.status)
 
     # --- the queries ---------------------------------------------------------------------
 
@@ -245,6 +267,19 @@ class QueryService(Responder):
         if row["room_sid"] != self._room_sid(p.room):
             raise NotFound(f"recording {p.recording} not found in room {p.room}")
         return shapes.recording_json(row, self.base, room_scoped=True)
+
+    def verify_token(self, p: VerifyToken) -> dict[str, Any]:
+        """The grant of a valid access token (20101-20107 otherwise), for signaling front ends that
+        hold no key secrets. With `room`, the token's room grant must name that room (20106)."""
+        if self.tokens is None:
+            raise NotFound("this process does not verify tokens")
+        grant = self.tokens.verify(p.token)
+        if p.room is not None:
+            row = self.q.room(p.room)
+            sid, name = (str(row["sid"]), str(row["unique_name"])) if row is not None else (p.room, p.room)
+            if not grant.allows_room(sid, name):
+                raise AccessTokenGrantsInvalidError(f"the video grant is for room {grant.room!r}, not {p.room!r}")
+        return msgspec.to_builtins(grant)  # type: ignore[no-any-return]
 
     def list_recordings(self, p: ListRecordings) -> dict[str, Any]:
         page = self.q.recordings(
