@@ -111,9 +111,11 @@ def subscribe_rules_json(row: Row) -> dict[str, Any]:
 
 
 def recording_rules_json(row: Row) -> dict[str, Any]:
+    """Recording rules carry only the filters they set (Twilio's spec: `@JsonInclude(NON_NULL)`, no priority)."""
+    rules = [{k: v for k, v in rule.items() if v is not None and k != "priority"} for rule in json.loads(row["rules"])]
     return {
         "room_sid": row["room_sid"],
-        "rules": json.loads(row["rules"]),
+        "rules": rules,
         "date_created": iso(row["date_created"]),
         "date_updated": iso(row["date_updated"]),
     }

@@ -88,9 +88,9 @@ def validate_track_name(name: str) -> str:
 def validate_callback(url: str | None, method: str | None) -> tuple[str | None, str]:
     if url is not None and (len(url) >= 1024 or not _URL.match(url)):
         raise errors.StatusCallbackInvalidError(url)
-    normalized = (method or "POST").upper()
+    normalized = "POST" if method is None else method.upper()
     if normalized not in ("GET", "POST"):
-        raise errors.StatusCallbackMethodInvalidError(method or "")
+        raise errors.StatusCallbackMethodInvalidError(normalized)
     return url, normalized
 
 
@@ -120,7 +120,7 @@ def room_settings(
     ad_hoc: bool = False,
 ) -> RoomSettings:
     """Validate create-room parameters in Twilio's order and fill Twilio's defaults."""
-    kind = room_type or "group"
+    kind = "group" if room_type is None else room_type
     if kind not in ROOM_TYPES:
         raise errors.RoomTypeInvalidError(kind)
     cap = PARTICIPANT_CAP[kind]

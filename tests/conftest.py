@@ -15,9 +15,12 @@ nothing is skipped silently.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -31,7 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
+import requests
+from twilio.rest import Client
 
 from adapters.clock import SystemClock, jittered_backoff
 from adapters.store.url import parse_store_url
@@ -250,3 +256,69 @@ def serve() -> Iterator[Callable[..., ServeProcess]]:
     yield start
     for process in started:
         process.kill()
+
+
+# --- a running service, as apps reach it ------------------------------------------------------
+
+NATS_TIMEOUT = 10.0
+
+
+@dataclass
+class RunningService:
+    state_dir: Path
+    base_url: str
+    credentials: dict[str, str]
+    nats_url: str
+    process: Any
+
+    def client(self, username: str | None = None, password: str | None = None) -> Client:
+        c = self.credentials
+        client = Client(username or c["api_key_sid"], password or c["api_key_secret"], account_sid=c["account_sid"])
+        client.video.base_url = self.base_url
+        return client
+
+    @property
+    def auth(self) -> tuple[str, str]:
+        return self.credentials["api_key_sid"], self.credentials["api_key_secret"]
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        return requests.request(method, self.base_url + path, auth=self.auth, timeout=10, **kwargs)
+
+    def command(self, name: str, **body: Any) -> dict[str, Any]:
+        """Send `rooms.cmd.<name>` as the media plane will (participants, tracks, recordings); the
+        command's result (it must succeed). A fresh `command_id` unless the body has one."""
+        body.setdefault("command_id", uuid.uuid4().hex)
+        return asyncio.run(_request(self.nats_url, f"rooms.cmd.{name}", body))
+
+
+async def _request(url: str, subject: str, body: dict[str, Any]) -> dict[str, Any]:
+    nc = await nats.connect(url)
+    try:
+        reply = await nc.request(subject, json.dumps(body).encode(), timeout=NATS_TIMEOUT)
+    finally:
+        await nc.close()
+    decoded: dict[str, Any] = json.loads(reply.data)
+    assert decoded["ok"] is True, decoded
+    result: dict[str, Any] = decoded["result"]
+    return result
+
+
+def start_service(
+    serve: Callable[..., Any], state_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> RunningService:
+    process = serve(state_dir, *args, env=env)
+    line = process.wait_for("openrooms: HTTP ")
+    base = re.search(r"(http://\S+?:\d+)", line)
+    assert base is not None, line
+    process.wait_for("engine running")
+    credentials = json.loads((state_dir / "credentials.json").read_text())
+    nats_file = state_dir / "nats.url"  # written by the process that runs the bundled nats-server
+    nats_url = nats_file.read_text().strip() if nats_file.exists() else ""
+    return RunningService(state_dir, base.group(1), credentials, nats_url, process)
+
+
+@pytest.fixture(scope="session")
+def start(serve: Callable[..., Any]) -> Callable[..., RunningService]:
+    """`start(state_dir, *serve_args, env=None)`: a RunningService; stop it with `.process.stop()` (killed at
+    the end)."""
+    return lambda state_dir, *args, env=None: start_service(serve, state_dir, *args, env=env)

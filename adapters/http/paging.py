@@ -27,15 +27,15 @@ class Paging(NamedTuple):
 
 
 def read_paging(query: MultiMapping[str], cap: int = 1000) -> Paging:
-    """The paging parameters; sizes above `cap` (100 for recordings, as Twilio) are capped."""
+    """The paging parameters; `PageSize` goes up to `cap` (1000; 100 for recordings, as Twilio's spec)."""
     given = read(query, PAGING)
     size = given.get("page_size", DEFAULT_PAGE_SIZE)
-    if not 1 <= size <= 1000:
-        raise BadParameterError(f"Invalid PageSize {size}: expected 1 to 1000")
+    if not 1 <= size <= cap:
+        raise BadParameterError(f"Invalid PageSize {size}: expected 1 to {cap}")
     page = given.get("page", 0)
     if page < 0:
         raise BadParameterError(f"Invalid Page {page}: expected 0 or more")
-    return Paging(min(size, cap), page, given.get("page_token") or None)
+    return Paging(size, page, given.get("page_token") or None)
 
 
 def page_body(

@@ -11,14 +11,16 @@ parameter's Twilio code (20001 unless the parameter has its own, such as 53215 f
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Literal, NamedTuple
 
 from multidict import MultiMapping
 
-Kind = Literal["str", "int", "bool", "list", "json", "date", "enum"]
+Kind = Literal["str", "int", "bool", "list", "json", "date", "enum", "sid", "sids"]
 INVALID = 20001
+_SID = re.compile(r"[a-zA-Z]{2}[0-9a-fA-F]{32}")
 
 
 class BadParameterError(ValueError):
@@ -48,7 +50,12 @@ def read(source: MultiMapping[str], params: Sequence[Param]) -> dict[str, Any]:
             if p.required:
                 raise BadParameterError(f"Missing required parameter {p.name} in the request", p.code)
             continue
-        body[p.field] = values if p.kind == "list" else _convert(p, values[-1])
+        if p.kind == "list":
+            body[p.field] = values
+        elif p.kind == "sids":
+            body[p.field] = [_sid(p, v) for v in values]
+        else:
+            body[p.field] = _convert(p, values[-1])
     return body
 
 
@@ -74,22 +81,40 @@ def _convert(p: Param, raw: str) -> Any:
             return json.loads(raw)
         except ValueError as exc:
             raise BadParameterError(f"Invalid {p.name}: not JSON ({exc})", p.code) from None
+        except RecursionError:
+            raise BadParameterError(f"Invalid {p.name}: nested too deeply", p.code) from None
+    if p.kind == "sid":
+        return _sid(p, raw)
     return _date(p, raw)
 
 
+def _sid(p: Param, raw: str) -> str:
+    if not _SID.fullmatch(raw):
+        raise BadParameterError(f"Invalid {p.name} {raw!r}: expected a SID (two letters and 32 hex digits)", p.code)
+    return raw
+
+
 def _date(p: Param, raw: str) -> str:
-    """`YYYY-MM-DD` or an ISO-8601 date-time (`Z` or an offset) → `YYYY-MM-DDTHH:MM:SSZ` in UTC."""
+    """`YYYY-MM-DD` or an ISO-8601 date-time (`Z` or an offset) → RFC 3339 in UTC; instants beyond
+    the years 1..9999 once in UTC are clamped to them (a filter that far out matches the same rows)."""
     try:
         if len(raw) == 10:
             at = datetime.combine(date.fromisoformat(raw), datetime.min.time(), UTC)
         else:
             at = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-            at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+            at = at.replace(tzinfo=UTC) if at.tzinfo is None else _utc(at)
     except ValueError:
         raise BadParameterError(
             f"Invalid {p.name} {raw!r}: expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ", p.code
         ) from None
-    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def _utc(at: datetime) -> datetime:
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:
+        return (datetime.max if at.year > 1 else datetime.min).replace(tzinfo=UTC)
 
 
 def echo(source: MultiMapping[str], params: Sequence[Param]) -> list[tuple[str, str]]:
@@ -116,6 +141,11 @@ ROOM_CREATE = (
     Param("LargeRoom", "large_room", "bool"),
     Param("EnableTurn", "enable_turn", "bool"),
 )
+ROOM_CREATE_IGNORED = (
+    Param("TranscribeParticipantsOnConnect", "transcribe_participants_on_connect", "bool"),
+    Param("TranscriptionsConfiguration", "transcriptions_configuration", "json"),
+)
+"""Read (so bad values are refused) but not acted on: transcriptions are not built yet."""
 DATES = (
     Param("DateCreatedAfter", "date_created_after", "date"),
     Param("DateCreatedBefore", "date_created_before", "date"),
@@ -133,16 +163,16 @@ PARTICIPANT_FILTERS = (
 RECORDING_STATUS = Param("Status", "status", "enum", ("processing", "completed", "deleted", "failed"))
 RECORDING_FILTERS = (
     RECORDING_STATUS,
-    Param("SourceSid", "source_sid"),
-    Param("GroupingSid", "grouping_sid", "list"),
+    Param("SourceSid", "source_sid", "sid"),
+    Param("GroupingSid", "grouping_sid", "sids"),
     *DATES,
     Param("MediaType", "media_type", "enum", ("audio", "video")),
 )
-ROOM_RECORDING_FILTERS = (RECORDING_STATUS, Param("SourceSid", "source_sid"), *DATES)
+ROOM_RECORDING_FILTERS = (RECORDING_STATUS, Param("SourceSid", "source_sid", "sid"), *DATES)
 ROOM_UPDATE = (Param("Status", "status", required=True),)
 PARTICIPANT_UPDATE = (Param("Status", "status", required=True),)
-SUBSCRIBE_RULES = (Param("Rules", "rules", "json", code=53215),)
-RECORDING_RULES = (Param("Rules", "rules", "json", code=53120),)
+SUBSCRIBE_RULES = (Param("Rules", "rules", "json", required=True, code=53215),)
+RECORDING_RULES = (Param("Rules", "rules", "json", required=True, code=53120),)
 PAGING = (
     Param("PageSize", "page_size", "int"),
     Param("Page", "page", "int"),

@@ -136,8 +136,9 @@ class RestApi:
     # --- rooms -----------------------------------------------------------------------------
 
     async def create_room(self, request: web.Request) -> web.Response:
-        body = P.read(await self._form(request), P.ROOM_CREATE)
-        return await self._command(request, "create_room", body, 201)
+        form = await self._form(request)
+        P.read(form, P.ROOM_CREATE_IGNORED)
+        return await self._command(request, "create_room", P.read(form, P.ROOM_CREATE), 201)
 
     async def list_rooms(self, request: web.Request) -> web.Response:
         return await self._list(request, "list_rooms", "rooms", {}, P.ROOM_FILTERS, 1000)
