@@ -105,9 +105,7 @@ async def caller(request: pytest.FixtureRequest, nats_url: str, tmp_path: Path) 
     server_side = await nats.connect(nats_url)
     if request.param == "as-served":
         ready, recent = service.read_your_writes, service.recent
-        commands = CommandService(
-            server_side, service.bus, service.fresh_queries, BASE, ready=ready, recent=recent
-        )
+        commands = CommandService(server_side, service.bus, service.fresh_queries, BASE, ready=ready, recent=recent)
         queries = QueryService(server_side, service.fresh_queries, BASE, ready=ready)
     else:
         commands = CommandService(server_side, service.bus, service.queries, BASE)
