@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,8 +36,13 @@ POLL_SECONDS = 0.5
 """How often the follower looks for events committed by other engine processes."""
 
 
+_SID_BITS = random.Random(os.urandom(32))
+"""SIDs name things, they guard nothing: a generator seeded once from the OS is enough, and it
+does not make the engine thread release the interpreter lock for a system call per SID."""
+
+
 def random_sid(prefix: str) -> str:
-    return prefix + os.urandom(16).hex()
+    return f"{prefix}{_SID_BITS.getrandbits(128):032x}"
 
 
 def open_application(store_url: str) -> RoomsApplication:
@@ -208,7 +214,7 @@ class Service:
         engine_stopping = asyncio.Event()
         http = None
         try:
-            http = await serve_http(app, host, int(port))
+            http = await serve_http(app, host, int(port), access_log=self.config.access_log)
             self.http_port = int(http.addresses[0][1])
             base = self.config.public_url or f"http://{host}:{self.http_port}"
             if engine is None:
@@ -228,7 +234,10 @@ class Service:
                 observe=metrics.observe_command,
             )
             tokens = TokenVerifier(self.keyring, self.config.credentials.account_sid) if self.keyring else None
-            queries = QueryService(nc, engine.fresh_queries, base, ready=engine.read_your_writes, tokens=tokens)
+            queries = QueryService(
+                nc, engine.fresh_queries, base, ready=engine.read_your_writes, tokens=tokens,
+                inline=engine.read_model.db.kind == "sqlite",
+            )  # fmt: skip
             if rest is not None:
                 rest.attach(LocalGateway(commands, queries), base)
             settings = StreamSettings(

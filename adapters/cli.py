@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from adapters.bootstrap import build_service, open_application
-from adapters.config import ACCOUNT_SETTINGS, ROLES, ROOM_TYPES, Config, load_config
+from adapters.config import FLAG_SETTINGS, ROLES, ROOM_TYPES, Config, load_config
 from adapters.operator import OperatorError, list_rooms, run_command, show_room, tail_events
 from adapters.replay import print_timeline, verify_store
 from adapters.store.api_keys import ApiKeys, ApiKeyStoreError
@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--nats", help="use this NATS server instead of the bundled one (OPENROOMS_NATS)")
     serve.add_argument("--public-url", help="base URL for absolute URLs in responses (OPENROOMS_PUBLIC_URL)")
     serve.add_argument("--role", choices=ROLES, help="which parts to run (OPENROOMS_ROLE)")
+    serve.add_argument(
+        "--access-log", choices=("true", "false"), help="log every HTTP request (OPENROOMS_ACCESS_LOG, default false)"
+    )
     account = serve.add_argument_group("account settings (as in Twilio's Console)")
     account.add_argument(
         "--client-room-creation", choices=("true", "false"),
@@ -196,9 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             nats=getattr(args, "nats", None),
             public_url=getattr(args, "public_url", None),
             role=getattr(args, "role", None),
-            overrides={
-                env: str(value) for dest, env in ACCOUNT_SETTINGS.items() if (value := getattr(args, dest, None))
-            },
+            overrides={env: str(value) for dest, env in FLAG_SETTINGS.items() if (value := getattr(args, dest, None))},
         )
     except ValueError as exc:
         print(f"openrooms: {exc}", file=sys.stderr)

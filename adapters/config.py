@@ -20,13 +20,14 @@ DEFAULT_HTTP = "127.0.0.1:8080"
 DEFAULT_STATE_DIR = ".openrooms"
 ROLES = ("engine", "http", "media", "all")
 ROOM_TYPES = ("group", "group-small", "peer-to-peer", "go")
-ACCOUNT_SETTINGS = {
+FLAG_SETTINGS = {
     "client_room_creation": "OPENROOMS_CLIENT_ROOM_CREATION",
     "default_room_type": "OPENROOMS_DEFAULT_ROOM_TYPE",
     "default_status_callback": "OPENROOMS_DEFAULT_STATUS_CALLBACK",
     "default_status_callback_method": "OPENROOMS_DEFAULT_STATUS_CALLBACK_METHOD",
     "record_participants_on_connect": "OPENROOMS_RECORD_PARTICIPANTS_ON_CONNECT",
     "rate_limit": "OPENROOMS_RATE_LIMIT",
+    "access_log": "OPENROOMS_ACCESS_LOG",
 }
 """`openrooms serve` flags (argparse dest) → the environment variable each one overrides."""
 
@@ -61,6 +62,8 @@ class Config:
     webhook_retry_max_seconds: float = 60.0
     webhook_give_up_seconds: float = 4 * 3600
     webhook_max_in_flight: int = 32
+    access_log: bool = False
+    """Log every HTTP request (aiohttp's access log, at INFO)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -171,6 +174,7 @@ def load_config(
         webhook_retry_max_seconds=float(environ.get("OPENROOMS_WEBHOOK_RETRY_MAX_SECONDS", "60")),
         webhook_give_up_seconds=float(environ.get("OPENROOMS_WEBHOOK_GIVE_UP_SECONDS", str(4 * 3600))),
         webhook_max_in_flight=int(environ.get("OPENROOMS_WEBHOOK_MAX_IN_FLIGHT", "32")),
+        access_log=_bool(environ.get("OPENROOMS_ACCESS_LOG"), False),
     )
 
 

@@ -53,9 +53,10 @@ def build_app(
     return app
 
 
-async def serve_http(app: web.Application, host: str, port: int) -> web.AppRunner:
+async def serve_http(app: web.Application, host: str, port: int, *, access_log: bool = False) -> web.AppRunner:
     """Start serving `app` on host:port (0: any free port, see `runner.addresses`); stop with `runner.cleanup()`."""
-    runner = web.AppRunner(app)
+    # The access log costs ~130 us of CPU per request (40 % of a minimal handler): opt-in.
+    runner = web.AppRunner(app, access_log=logging.getLogger("aiohttp.access") if access_log else None)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()

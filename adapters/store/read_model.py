@@ -52,6 +52,11 @@ INDEXES: Final = (
     "CREATE INDEX IF NOT EXISTS rm_published_participant ON rm_published_tracks (participant_sid)",
     "CREATE INDEX IF NOT EXISTS rm_subscribed_track ON rm_subscribed_tracks (sid)",
     "CREATE INDEX IF NOT EXISTS rm_recordings_room ON rm_recordings (room_sid, date_created)",
+    # The scheduler's deadline queries: the earliest and the due ones, without reading every room.
+    "CREATE INDEX IF NOT EXISTS rm_rooms_unused_deadline ON rm_rooms (status, unused_deadline)",
+    "CREATE INDEX IF NOT EXISTS rm_rooms_empty_deadline ON rm_rooms (status, empty_deadline)",
+    "CREATE INDEX IF NOT EXISTS rm_rooms_end_deadline ON rm_rooms (status, end_deadline)",
+    "CREATE INDEX IF NOT EXISTS rm_participants_deadline ON rm_participants (status, deadline)",
 )
 
 
