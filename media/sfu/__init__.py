@@ -1,0 +1,32 @@
+"""The group-room SFU's forwarding core: RTP forwarded between aiortc PeerConnections, undecoded.
+
+* `Router` (router.py): one room; the session layer adds participants' PeerConnections,
+  registers published tracks by mid, subscribes and unsubscribes, and learns when a subscriber's
+  PeerConnection needs a new server offer.
+* `PublishedTrack` (published_track.py): the fan-out of one publisher m-line, keyframe requests
+  and REMB to the publisher, RFC 6464 audio levels.
+* `Subscription` (subscription.py): one subscriber m-line: keyframe gating, rewriting, NACK history.
+* Pure pieces: `SequenceRewriter` (rewriter.py), keyframe detection (keyframe.py),
+  `RateLimiter` (rate_limiter.py), `RetransmissionHistory` (history.py), `SfuConfig` (config.py).
+* hooks.py: every private aiortc hook, documented with the aiortc source it relies on.
+
+Data tracks are not forwarded yet (see router.py).
+"""
+
+from media.sfu.config import SfuConfig
+from media.sfu.errors import SfuError, UnknownMidError, UnknownParticipantError, UnknownTrackError
+from media.sfu.published_track import AudioLevel, PublishedTrack
+from media.sfu.router import Router
+from media.sfu.subscription import Subscription
+
+__all__ = [
+    "AudioLevel",
+    "PublishedTrack",
+    "Router",
+    "SfuConfig",
+    "SfuError",
+    "Subscription",
+    "UnknownMidError",
+    "UnknownParticipantError",
+    "UnknownTrackError",
+]

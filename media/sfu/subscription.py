@@ -1,0 +1,161 @@
+"""One subscriber's outbound stream: a sender on its PeerConnection, fed from a published track.
+
+A `Subscription` owns one `RTCRtpTransceiver` of the subscriber's PeerConnection for its whole
+life. Its source (a `PublishedTrack`) can change: when it is recycled for another track, or when
+a publisher is replaced. The subscriber nevertheless sees one continuous RTP stream (one SSRC,
+sequence numbers by +1, increasing timestamps: media.sfu.rewriter).
+
+For each packet from the source it:
+
+1. drops it while the subscriber has not answered yet (the sender is not started);
+2. for video, drops it until a keyframe starts (after subscribing or a source change), asking
+   the publisher for one meanwhile (rate-limited by the published track);
+3. rewrites payload type (the subscriber's number for the same codec), sequence number and
+   timestamp, keeps the RFC 6464 audio level, and sends it through `hooks.SenderInjector`,
+   which also keeps the retransmission history that answers the subscriber's NACKs.
+
+The subscriber's PLI/FIR become a keyframe request upstream; its REMB goes to the published
+track, whose REMB to the publisher is the minimum over subscribers.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+
+from aiortc import RTCRtpSender, RTCRtpTransceiver
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
+
+from domain.ids import ParticipantSid
+from media.sfu import hooks
+from media.sfu.config import SfuConfig
+from media.sfu.idle_track import IdleTrack
+from media.sfu.keyframe import is_keyframe_start
+from media.sfu.published_track import PublishedTrack
+from media.sfu.rewriter import SequenceRewriter
+
+logger = logging.getLogger(__name__)
+
+
+class Subscription:
+    """The SFU's sender of one m-line on a subscriber's PeerConnection."""
+
+    def __init__(
+        self,
+        subscriber_sid: ParticipantSid,
+        transceiver: RTCRtpTransceiver,
+        config: SfuConfig,
+        clock: Callable[[], float],
+    ) -> None:
+        self.subscriber_sid = subscriber_sid
+        self.transceiver = transceiver
+        self.kind = transceiver.kind
+        self.source: PublishedTrack | None = None
+        self.msid_track_id: str | None = None
+        self.packets_sent = 0
+        self.dropped_waiting_keyframe = 0
+        self.subscriber_estimate: int | None = None
+        self._clock = clock
+        # Random starts in the lower half of the ranges, like aiortc (avoids early SRTP rollover).
+        self._rewriter = SequenceRewriter(random.randrange(1 << 15), random.randrange(1 << 31))
+        self._last_sent_at: float | None = None
+        self._waiting_keyframe = False
+        self._codec_mismatch_logged = False
+        self.injector = hooks.SenderInjector(
+            transceiver,
+            history_size=config.history_size,
+            on_keyframe_request=self._on_keyframe_request,
+            on_remb=self._on_remb,
+        )
+
+    @property
+    def mid(self) -> str | None:
+        """The m-line's mid, known once the SFU's offer containing it was created."""
+        return self.transceiver.mid
+
+    @property
+    def free(self) -> bool:
+        """True when the m-line carries nothing and can be recycled for another track."""
+        return self.source is None
+
+    def attach(self, source: PublishedTrack, msid_track_id: str) -> None:
+        """Forward `source` on this m-line, named `msid_track_id` in the next offer."""
+        self.detach()
+        self.msid_track_id = msid_track_id
+        self.transceiver.sender.replaceTrack(IdleTrack(self.kind, msid_track_id))
+        self.transceiver.direction = "sendrecv"
+        self.source = source
+        self._rewriter.switch_source()
+        self._waiting_keyframe = self.kind == "video"
+        if source.codec is not None:
+            self._prefer_codec(source.codec)
+        source.add_subscription(self)
+
+    def detach(self) -> None:
+        """Stop forwarding; the m-line stays (aiortc cannot signal a stopped transceiver) and can be
+        recycled. Its direction becomes `recvonly`, so the next offer tells the subscriber."""
+        if self.source is not None:
+            self.source.remove_subscription(self)
+            self.source = None
+            self.transceiver.direction = "recvonly"
+
+    def _prefer_codec(self, codec: RTCRtpCodecParameters) -> None:
+        """Offer only the publisher's codec (and its RTX) so the subscriber cannot pick another."""
+        if self.mid is not None:
+            return  # already negotiated: the codec list of an m-line is kept (hooks.install)
+        capabilities = RTCRtpSender.getCapabilities(self.kind).codecs
+        preferred = [c for c in capabilities if c.mimeType.lower() == codec.mimeType.lower()]
+        preferred += [c for c in capabilities if c.mimeType.lower() == f"{self.kind}/rtx"]
+        if preferred:
+            self.transceiver.setCodecPreferences(preferred)
+
+    async def forward(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
+        """Send one of the source's packets to the subscriber, rewritten (see the module docstring)."""
+        source = self.source
+        if source is None or not self.injector.ready:
+            return
+        payload_type = self.injector.payload_type_for(codec)
+        if payload_type is None:
+            if self._codec_mismatch_logged:
+                return
+            self._codec_mismatch_logged = True
+            logger.warning(
+                "subscriber %s did not negotiate %s for track %s; dropping",
+                self.subscriber_sid,
+                codec.mimeType,
+                source.track_sid,
+            )
+            return
+        if self._waiting_keyframe:
+            if not is_keyframe_start(codec.mimeType, packet.payload):
+                self.dropped_waiting_keyframe += 1
+                source.request_keyframe()
+                return
+            self._waiting_keyframe = False
+        now = self._clock()
+        gap = 0 if self._last_sent_at is None else round((now - self._last_sent_at) * codec.clockRate)
+        rewritten = self._rewriter.rewrite(packet.sequence_number, packet.timestamp, gap)
+        if rewritten is None:
+            return
+        out = RtpPacket(
+            payload_type=payload_type,
+            marker=packet.marker,
+            sequence_number=rewritten.sequence_number,
+            timestamp=rewritten.timestamp,
+            payload=packet.payload,
+        )
+        out.extensions.audio_level = packet.extensions.audio_level
+        if await self.injector.send(out):
+            self.packets_sent += 1
+            self._last_sent_at = now
+
+    def _on_keyframe_request(self) -> None:
+        if self.source is not None:
+            self.source.request_keyframe()
+
+    async def _on_remb(self, bitrate: int) -> None:
+        self.subscriber_estimate = bitrate
+        if self.source is not None:
+            await self.source.report_subscriber_estimate(self, bitrate)
