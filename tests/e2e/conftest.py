@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import http.server
 import shutil
@@ -36,11 +37,13 @@ CHROMIUM_ARGS = [
     "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
 ]  # fmt: skip
 INSTALL_TIMEOUT = 900
+MEDIA_ENV = {"OPENROOMS_MEDIA_ICE_HOSTS": "127.0.0.1"}
+"""The SFU offers 127.0.0.1 as its ICE candidate: Chromium (with the flags above) reaches it on loopback."""
 
 
 @pytest.fixture(scope="module")
 def running_service(start: Callable[..., Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    service = start(tmp_path_factory.mktemp("service") / "state")
+    service = start(tmp_path_factory.mktemp("service") / "state", env=MEDIA_ENV)
     yield service
     assert service.process.stop() == 0, service.process.stderr()
     assert "Traceback" not in service.process.stderr(), service.process.stderr()
@@ -91,14 +94,42 @@ def sdk_origin() -> Iterator[str]:
     server.server_close()
 
 
+class InBrowserThread:
+    """A Playwright object used from any thread: every access runs on the one thread that owns
+    Playwright. Its sync API keeps an event loop running on the thread that started it, which
+    would break `asyncio.run` and pytest-asyncio in every later test if that were the main one."""
+
+    def __init__(self, executor: concurrent.futures.ThreadPoolExecutor, target: Any) -> None:
+        self._executor = executor
+        self._target = target
+
+    def __getattr__(self, name: str) -> Any:
+        value = self._executor.submit(getattr, self._target, name).result()
+        if not callable(value):
+            return self._wrap(value)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._wrap(self._executor.submit(value, *args, **kwargs).result())
+
+        return call
+
+    def _wrap(self, value: Any) -> Any:
+        return InBrowserThread(self._executor, value) if type(value).__module__.startswith("playwright") else value
+
+
 @pytest.fixture(scope="session")
 def chromium(sdk_origin: str) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="playwright")
+    playwright = executor.submit(lambda: sync_playwright().start()).result()
+    browser = executor.submit(
+        playwright.chromium.launch, executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+    ).result()
+    yield InBrowserThread(executor, browser)
+    executor.submit(browser.close).result()
+    executor.submit(playwright.stop).result()
+    executor.shutdown(wait=True)
 
 
 @pytest.fixture
