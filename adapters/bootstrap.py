@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adapters.clock import SystemClock, jittered_backoff
 from adapters.command_bus import CommandBus
@@ -30,6 +30,9 @@ from adapters.webhooks import Webhooks, WebhookSettings, build_webhooks
 from adapters.webhooks.delivery import Delivery
 from domain.engine import Engine, RoomsApplication
 from domain.ids import SidSource
+
+if TYPE_CHECKING:
+    from media.session.signaling_service import SignalingService
 
 logger = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
@@ -164,7 +167,7 @@ def build_engine_service(
 @dataclass
 class Service:
     """The whole service of `openrooms serve`: NATS, the engine, its NATS services, the relay,
-    the `/v1` REST API."""
+    the `/v1` REST API, and (roles media/all) `/signaling` with the SFU."""
 
     config: Config
     engine: EngineService | None
@@ -184,6 +187,7 @@ class Service:
         from adapters.nats.command_service import CommandService
         from adapters.nats.query_service import QueryService
         from adapters.nats.relay import EventRelay, StreamSettings
+        from media.signaling.route import signaling_route
 
         async def nats_error(exc: Exception) -> None:
             # Lost connections are expected (NATS restarts, outages): one line, no traceback;
@@ -204,10 +208,12 @@ class Service:
 
         rest = RestApi() if self.config.role in ("http", "all") else None
         limit = self.config.rate_limit
+        signaling = build_signaling(self.config, nc) if self.config.role in ("media", "all") else None
         app = build_app(
             metrics=metrics, health=health, rest=rest,
             authenticate=self.keyring.check_basic if self.keyring is not None else None,
             rate_limit=RateLimit(limit) if limit else None,
+            routes=[signaling_route(signaling.handle)] if signaling is not None else [],
         )  # fmt: skip
         host, _, port = self.config.http.rpartition(":")
         host = host or "127.0.0.1"
@@ -223,6 +229,8 @@ class Service:
                 if started is not None:
                     started.set()
                 await stopping.wait()
+                if signaling is not None:
+                    await signaling.close()
                 return
             commands = CommandService(
                 nc,
@@ -267,6 +275,8 @@ class Service:
                 if started is not None:
                     started.set()
                 await stopping.wait()
+                if signaling is not None:
+                    await signaling.close()  # sockets closed with 1001, PeerConnections closed
                 await http.cleanup()  # no new REST requests; those in flight finish
                 http = None
                 await commands.stop()  # no new commands; those in flight finish
@@ -317,6 +327,16 @@ def build_service(config: Config) -> Service:
     engine = build_engine_service(config) if config.role in ("engine", "all") else None
     keyring = build_keyring(config) if config.role != "media" else None
     return Service(config, engine, server, url, keyring)
+
+
+def build_signaling(config: Config, nc: Any) -> SignalingService:
+    """The media role: `/signaling` sessions and the in-process SFU, talking to the engine over `nc`."""
+    from media.session.engine_link import EngineLink
+    from media.session.ice_hosts import use_ice_host_addresses
+    from media.session.signaling_service import SignalingService
+
+    use_ice_host_addresses(config.media_ice_hosts)
+    return SignalingService(EngineLink(nc))
 
 
 def webhook_settings_of(config: Config) -> WebhookSettings:

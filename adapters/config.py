@@ -64,6 +64,9 @@ class Config:
     webhook_max_in_flight: int = 32
     access_log: bool = False
     """Log every HTTP request (aiohttp's access log, at INFO)."""
+    media_ice_hosts: tuple[str, ...] = ()
+    """`OPENROOMS_MEDIA_ICE_HOSTS`: the IP addresses the SFU offers as ICE host candidates (comma-separated;
+    `127.0.0.1` for a single-machine setup). Empty: every non-loopback interface (aioice's choice)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -175,6 +178,7 @@ def load_config(
         webhook_give_up_seconds=float(environ.get("OPENROOMS_WEBHOOK_GIVE_UP_SECONDS", str(4 * 3600))),
         webhook_max_in_flight=int(environ.get("OPENROOMS_WEBHOOK_MAX_IN_FLIGHT", "32")),
         access_log=_bool(environ.get("OPENROOMS_ACCESS_LOG"), False),
+        media_ice_hosts=tuple(a.strip() for a in environ.get("OPENROOMS_MEDIA_ICE_HOSTS", "").split(",") if a.strip()),
     )
 
 

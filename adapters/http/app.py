@@ -1,4 +1,5 @@
-"""The HTTP server: Twilio's `/v1` API (adapters.http.rest), `/healthz`, `/metrics`.
+"""The HTTP server: Twilio's `/v1` API (adapters.http.rest), `/healthz`, `/metrics`, and the routes
+the composition root adds (`/signaling`).
 
 Every error a client sees is Twilio's legacy body (adapters.http.errors), never a traceback.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -29,8 +30,10 @@ def build_app(
     rest: RestApi | None = None,
     authenticate: Authenticate | None = None,
     rate_limit: RateLimit | None = None,
+    routes: Sequence[web.RouteDef] = (),
 ) -> web.Application:
-    """The app; with `rest`, the `/v1` API behind HTTP Basic auth (`authenticate`)."""
+    """The app; with `rest`, the `/v1` API behind HTTP Basic auth (`authenticate`); `routes` are
+    added as they are (the `/signaling` WebSocket of the media role), outside `/v1`'s auth."""
 
     async def healthz(_: web.Request) -> web.Response:
         report = await health()
@@ -48,6 +51,7 @@ def build_app(
     app = web.Application(middlewares=middlewares)
     if rest is not None:
         app.router.add_routes(rest.routes())
+    app.router.add_routes(routes)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", prometheus)
     return app

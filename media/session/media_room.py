@@ -1,0 +1,264 @@
+"""One group room in this media process: its SFU router, its local sessions, its event stream.
+
+The room follows the engine's events for its SID (`EngineLink.follow_room`, from the first
+event, in order) and reacts:
+
+    participant_* / track_published|unpublished|enabled|disabled
+        → `RoomView` gives the participant a new revision; every other local session gets an
+          `update` with that participant's state (the SDK's participantConnected, trackPublished,
+          trackEnabled/Disabled, trackUnpublished, participantDisconnected)
+    track_subscribed / track_unsubscribed
+        → the wanted subscriptions of the subscriber; `reconcile` makes the router match them for
+          local subscribers, once the publisher's upstream track is known to the router (the engine
+          decides a subscription before the publisher's offer is applied: it waits here until then)
+    participant_disconnected of a local participant
+        → kicked: `disconnected`; duplicate-identity: `error` 53205; room-ended: handled with
+          room_ended; left: the session is already over (or timed out)
+    room_ended
+        → `disconnected{status:'completed'}` (the SDK's 53118) to every local session
+
+Commands for the participant's own track changes go out from `sync_local_tracks`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from nats.aio.subscription import Subscription as NatsSubscription
+
+from domain.ids import ParticipantSid, RoomSid, TrackSid
+from media.session.engine_link import EngineLink
+from media.session.participant_session import ParticipantSession
+from media.session.room_view import RoomView
+from media.sfu import Router, SfuConfig, UnknownTrackError
+from media.signaling.messages import (
+    Disconnected,
+    ErrorMessage,
+    LocalTrackState,
+    ServerMessage,
+    ServerUpdate,
+    TrackId,
+)
+
+logger = logging.getLogger(__name__)
+DUPLICATE_IDENTITY = 53205
+
+
+class MediaRoom:
+    """The in-process state of one room: router, local sessions, participants as clients see them."""
+
+    def __init__(
+        self,
+        room_sid: RoomSid,
+        link: EngineLink,
+        sfu_config: SfuConfig | None = None,
+        on_closed: Callable[[MediaRoom], None] | None = None,
+    ) -> None:
+        self.room_sid = room_sid
+        self.link = link
+        self.router = Router(room_sid, sfu_config, on_offer_needed=self._offer_needed)
+        self.view = RoomView()
+        self.sessions: dict[ParticipantSid, ParticipantSession] = {}
+        self.closed = False
+        self.ended = False
+        self._wanted: dict[ParticipantSid, set[TrackSid]] = {}
+        self._seen: dict[ParticipantSid, asyncio.Event] = {}
+        self._events: NatsSubscription | None = None
+        self._unsubscribing: asyncio.Task[None] | None = None
+        self._on_closed = on_closed
+
+    async def start(self) -> None:
+        self._events = await self.link.follow_room(self.room_sid, self.on_event)
+
+    async def wait_for_participant(self, sid: ParticipantSid, timeout_s: float) -> None:
+        """Until the room's events have shown `sid` connecting (its state is then complete)."""
+        async with asyncio.timeout(timeout_s):
+            await self._seen.setdefault(sid, asyncio.Event()).wait()
+
+    # --- sessions -------------------------------------------------------------------------------
+
+    def add_session(self, session: ParticipantSession) -> None:
+        self.router.add_participant(session.sid, session.pc)
+        self.sessions[session.sid] = session
+
+    async def end_session(self, session: ParticipantSession, message: ServerMessage | None = None) -> None:
+        """Tell the client (if `message`), close its socket with 1000, drop its media."""
+        if message is not None:
+            await session.send(message)
+        conn = session.conn
+        await self.remove_session(session)
+        if conn is not None:
+            await conn.close()
+
+    async def remove_session(self, session: ParticipantSession) -> None:
+        if self.sessions.get(session.sid) is not session:
+            return
+        del self.sessions[session.sid]
+        needing = self.router.remove_participant(session.sid)
+        await session.close()
+        for sid in needing:
+            self._request_offer(sid)
+        if not self.sessions:
+            await self.close()
+
+    async def close(self) -> None:
+        """Stop following events and end every local session's media (shutdown, room over)."""
+        if self.closed:
+            return
+        self.closed = True
+        for session in list(self.sessions.values()):
+            self.sessions.pop(session.sid, None)
+            await session.close()
+        if self._events is not None:
+            # Not awaited here: close() may run inside the event callback, and unsubscribing
+            # cancels the task that runs the callbacks.
+            self._unsubscribing = asyncio.create_task(self._unsubscribe(self._events))
+        if self._on_closed is not None:
+            self._on_closed(self)
+
+    async def _unsubscribe(self, events: NatsSubscription) -> None:
+        try:
+            await events.unsubscribe()
+        except Exception as exc:  # NATS already gone at shutdown
+            logger.info("room %s: unsubscribing from events: %s", self.room_sid, exc)
+
+    # --- subscriptions ----------------------------------------------------------------------------
+
+    def subscriptions_of(self, sid: ParticipantSid) -> dict[TrackSid, str]:
+        """Track SID → msid track id of what the router forwards to `sid` (the `subscribed` block)."""
+        if sid not in self.sessions:
+            return {}
+        return {
+            track_sid: track_sid
+            for track_sid in sorted(self._wanted.get(sid, ()))
+            if self.router.subscription(sid, track_sid) is not None
+        }
+
+    def reconcile(self, session: ParticipantSession) -> None:
+        """Make the router forward exactly the wanted tracks whose upstream it knows."""
+        if session.ended or self.sessions.get(session.sid) is not session or not session.stable:
+            return  # retried once its negotiation is over (adding m-lines mid-negotiation breaks it)
+        wanted = self._wanted.get(session.sid, set())
+        for track_sid in sorted(wanted):
+            try:
+                self.router.published_track(track_sid)
+            except UnknownTrackError:
+                continue  # the publisher's offer is not applied yet: retried when it is
+            self.router.subscribe(session.sid, track_sid, track_sid)
+        for track_sid in self._forwarded_unwanted(session.sid, wanted):
+            self.router.unsubscribe(session.sid, track_sid)
+        session.request_offer()
+
+    def _forwarded_unwanted(self, sid: ParticipantSid, wanted: set[TrackSid]) -> list[TrackSid]:
+        return [
+            track_sid
+            for track_sid in self._all_track_sids()
+            if track_sid not in wanted and self.router.subscription(sid, track_sid) is not None
+        ]
+
+    def _all_track_sids(self) -> list[TrackSid]:
+        return [track_sid for view in self.view.participants.values() for track_sid in view.tracks]
+
+    def reconcile_all(self) -> None:
+        for session in list(self.sessions.values()):
+            self.reconcile(session)
+
+    def _offer_needed(self, sid: ParticipantSid) -> None:
+        self._request_offer(sid)
+
+    def _request_offer(self, sid: ParticipantSid) -> None:
+        session = self.sessions.get(sid)
+        if session is not None:
+            session.request_offer()
+
+    # --- the participant's own tracks -------------------------------------------------------------
+
+    async def sync_local_tracks(self, session: ParticipantSession, tracks: list[LocalTrackState]) -> None:
+        """Turn the client's track list diff into publish/unpublish/enable commands."""
+        current = {track.id: track for track in tracks}
+        added = False
+        for track_id, track in current.items():
+            before = session.local_tracks.get(track_id)
+            if before is None and track_id not in session.published:
+                result = await self.link.command(
+                    "publish_track", room_sid=self.room_sid, participant_sid=session.sid,
+                    name=track.name, kind=track.kind, enabled=track.enabled, priority=track.priority,
+                )  # fmt: skip
+                session.record_published(track_id, TrackSid(str(result["sid"])))
+                added = True
+            elif before is not None and before.enabled != track.enabled and track_id in session.published:
+                await self.link.command(
+                    "set_track_enabled", room_sid=self.room_sid, participant_sid=session.sid,
+                    track_sid=session.published[track_id], enabled=track.enabled,
+                )  # fmt: skip
+        for track_id in list(session.local_tracks):
+            if track_id not in current and track_id in session.published:
+                track_sid = session.published.pop(TrackId(track_id))
+                await self.link.command(
+                    "unpublish_track", room_sid=self.room_sid, participant_sid=session.sid, track_sid=track_sid
+                )
+        session.local_tracks = current
+        if added:
+            await session.send(ServerUpdate(published=session.published_block()))
+
+    # --- events ------------------------------------------------------------------------------------
+
+    async def on_event(self, event: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        name = event.get("event")
+        changed = self.view.apply(event)
+        if changed is not None:
+            update = ServerUpdate(participants=[changed.state()])
+            for session in list(self.sessions.values()):
+                if session.ready and session.sid != changed.sid:
+                    await session.send(update)
+        sid = ParticipantSid(str(event.get("participant_sid", "")))
+        if name == "participant_connected":
+            self._seen.setdefault(sid, asyncio.Event()).set()
+        elif name == "track_subscribed":
+            self._wanted.setdefault(sid, set()).add(TrackSid(str(event["track_sid"])))
+            self._reconcile_sid(sid)
+        elif name == "track_unsubscribed":
+            self._wanted.setdefault(sid, set()).discard(TrackSid(str(event["track_sid"])))
+            self._reconcile_sid(sid)
+        elif name == "track_unpublished":
+            self._unpublish(TrackSid(str(event["track_sid"])))
+        elif name == "participant_disconnected":
+            await self._participant_disconnected(sid, str(event.get("reason", "left")))
+        elif name == "room_ended":
+            self.ended = True
+            for session in list(self.sessions.values()):
+                await self.end_session(session, Disconnected(status="completed"))
+            await self.close()
+
+    def _reconcile_sid(self, sid: ParticipantSid) -> None:
+        session = self.sessions.get(sid)
+        if session is not None:
+            self.reconcile(session)
+
+    def _unpublish(self, track_sid: TrackSid) -> None:
+        try:
+            needing = self.router.unpublish_track(track_sid)
+        except UnknownTrackError:
+            return
+        for sid in needing:
+            self._request_offer(sid)
+
+    async def _participant_disconnected(self, sid: ParticipantSid, reason: str) -> None:
+        self._wanted.pop(sid, None)
+        session = self.sessions.get(sid)
+        if session is None:
+            return
+        logger.info("room %s: participant %s disconnected by the engine (%s)", self.room_sid, sid, reason)
+        message: ServerMessage | None
+        if reason == "duplicate-identity":
+            message = ErrorMessage(code=DUPLICATE_IDENTITY, message="Participant disconnected: duplicate identity")
+        elif reason == "room-ended":
+            message = Disconnected(status="completed")
+        else:
+            message = Disconnected()
+        await self.end_session(session, message)

@@ -1,0 +1,256 @@
+"""The session handler behind `/signaling`: connect, sync, update, disconnect (protocol doc §2-§4).
+
+    app.add_routes([signaling_route(service.handle)])
+
+* `ice` (hello body when the app gave no `iceServers`) → `iced` with no servers (TURN: later).
+* `connect` → the token is verified by the engine (`rooms.qry.verify_token`, room = connect.name);
+  a refusal is an RSP `error` with its code (20101-20107), which rejects `connect()`. Then
+  `rooms.cmd.connect_participant`, the participant's PeerConnection (MAX_BUNDLE) joins the room's
+  router, the client's offer is answered, and `connected` lists the other participants (from the
+  room's events), the answer, and the MT sids of the published tracks.
+* `update` → `ParticipantSession.on_update`; `disconnect` → `disconnect_participant` (left).
+* a lost socket keeps the session for `session_timeout` seconds; `sync` with its session id on a
+  new socket attaches it again and answers `synced` (participants, PC id, published,
+  subscribed); after the timeout the participant is disconnected (reason left).
+
+Rooms live in this process (one `MediaRoom` per room SID) until their last local session ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass
+
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
+from msgspec import UNSET
+
+from domain.ids import ParticipantSid, RoomSid, TrackSid
+from media.session.engine_link import EngineLink
+from media.session.errors import SessionError
+from media.session.media_room import MediaRoom
+from media.session.participant_session import ParticipantSession
+from media.sfu import SfuConfig
+from media.signaling.errors import ConnectionClosedError, SignalingError
+from media.signaling.messages import (
+    ClientMessage,
+    ClientUpdate,
+    Connect,
+    Connected,
+    Disconnect,
+    Iced,
+    IceRequest,
+    PeerConnectionId,
+    PeerConnectionState,
+    RoomOptions,
+    SelfParticipant,
+    SessionId,
+    Sync,
+    Synced,
+)
+from media.signaling.tcmp import CLOSE_GOING_AWAY, TcmpConnection
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    session_timeout_s: int = 30
+    """The reconnect window told to the SDK, and how long a session outlives a lost socket."""
+    event_wait_s: float = 10.0
+    """How long `connect` waits for the room's events to show the new participant."""
+
+
+class SignalingService:
+    """Every signaling session of this process, and the rooms they are in."""
+
+    def __init__(
+        self, link: EngineLink, settings: SessionSettings | None = None, sfu_config: SfuConfig | None = None
+    ) -> None:
+        self._link = link
+        self._settings = settings or SessionSettings()
+        self._sfu_config = sfu_config
+        self._rooms: dict[RoomSid, MediaRoom] = {}
+        self._sessions: dict[SessionId, ParticipantSession] = {}
+        self._expiry: dict[SessionId, asyncio.Task[None]] = {}
+        self._closing = False
+
+    # --- the handler --------------------------------------------------------------------------------
+
+    async def handle(self, conn: TcmpConnection) -> None:
+        """Run one socket's RSP conversation (see the module docstring)."""
+        session: ParticipantSession | None = None
+        try:
+            async for message in conn:
+                if session is None:
+                    session = await self._open(conn, message)
+                    if session is None and isinstance(message, Disconnect):
+                        return
+                elif isinstance(message, ClientUpdate):
+                    await session.on_update(message)
+                elif isinstance(message, Disconnect):
+                    await self._leave(session)
+                    return
+                if session is not None and session.ended:
+                    return
+        except ConnectionClosedError:
+            pass
+        finally:
+            if session is not None and not session.ended and session.conn is conn:
+                self._detach(session)
+
+    async def _open(self, conn: TcmpConnection, message: ClientMessage) -> ParticipantSession | None:
+        if isinstance(message, IceRequest):
+            await conn.send(Iced(ice_servers=[]))
+            return None
+        if isinstance(message, Connect):
+            return await self._connect(conn, message)
+        if isinstance(message, Sync):
+            return await self._sync(conn, message)
+        return None  # update/disconnect without a session: nothing to do
+
+    # --- connect ------------------------------------------------------------------------------------
+
+    async def _connect(self, conn: TcmpConnection, connect: Connect) -> ParticipantSession:
+        grant = await self._link.query("verify_token", token=connect.token, room=connect.name)
+        room_name = connect.name or grant.get("room")
+        if not room_name:
+            raise SessionError("connect names no room and the token grants none", code=53100)
+        tracks = connect.participant.tracks
+        rules = [] if connect.subscribe is UNSET else connect.subscribe.rules
+        automatic = not rules or rules[0].type == "include"
+        result = await self._link.command(
+            "connect_participant", room=room_name, identity=grant["identity"], automatic_subscription=automatic,
+            tracks=[{"name": t.name, "kind": t.kind, "enabled": t.enabled, "priority": t.priority} for t in tracks],
+        )  # fmt: skip
+        participant_sid = ParticipantSid(str(result["sid"]))
+        room = await self._room(RoomSid(str(result["room_sid"])))
+        pc_state = connect.peer_connections[0] if connect.peer_connections else None
+        pc_id = pc_state.id if pc_state is not None else PeerConnectionId(uuid.uuid4().hex)
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        session = ParticipantSession(
+            SessionId(f"SS{uuid.uuid4().hex}"), room, participant_sid, str(result["identity"]), pc, pc_id
+        )
+        for track, track_sid in zip(tracks, result.get("published_track_sids", []), strict=False):
+            session.record_published(track.id, TrackSid(str(track_sid)))
+        session.local_tracks = {t.id: t for t in tracks}
+        room.add_session(session)
+        self._sessions[session.session_id] = session
+        session.conn = conn
+        try:
+            answer = None
+            if pc_state is not None and pc_state.description is not UNSET:
+                answer = await session.answer(pc_state.description)
+            await room.wait_for_participant(participant_sid, self._settings.event_wait_s)
+        except BaseException:
+            await self._drop(session)
+            raise
+        connected = Connected(
+            session=session.session_id,
+            sid=room.room_sid,
+            name=str(room_name),
+            options=RoomOptions(session_timeout=self._settings.session_timeout_s, media_region="local"),
+            participant=SelfParticipant(sid=participant_sid, identity=session.identity),
+            participants=room.view.connected(exclude=participant_sid),
+            peer_connections=[PeerConnectionState(id=pc_id, description=answer)] if answer else UNSET,
+            published=session.published_block(),
+            subscribed=session.subscribed_block(),
+        )
+        session.ready = True
+        await session.send(connected)
+        logger.info("room %s: participant %s (%s) connected", room.room_sid, participant_sid, session.identity)
+        room.reconcile_all()
+        return session
+
+    async def _room(self, room_sid: RoomSid) -> MediaRoom:
+        room = self._rooms.get(room_sid)
+        if room is None or room.closed:
+            room = MediaRoom(room_sid, self._link, self._sfu_config, on_closed=self._room_closed)
+            self._rooms[room_sid] = room
+            await room.start()
+        return room
+
+    def _room_closed(self, room: MediaRoom) -> None:
+        if self._rooms.get(room.room_sid) is room:
+            del self._rooms[room.room_sid]
+
+    # --- reconnect ----------------------------------------------------------------------------------
+
+    async def _sync(self, conn: TcmpConnection, sync: Sync) -> ParticipantSession:
+        session = self._sessions.get(sync.session)
+        if session is None or session.ended:
+            raise SessionError(f"unknown or expired session {sync.session}", code=53000)
+        expiry = self._expiry.pop(session.session_id, None)
+        if expiry is not None:
+            expiry.cancel()
+        old = session.conn
+        session.conn = conn
+        if old is not None and old is not conn:
+            await old.close(CLOSE_GOING_AWAY, "replaced by a new socket")
+        room = session.room
+        await session.send(
+            Synced(
+                session=session.session_id,
+                sid=room.room_sid,
+                participant=SelfParticipant(sid=session.sid, identity=session.identity),
+                participants=room.view.connected(exclude=session.sid),
+                peer_connections=[PeerConnectionState(id=session.pc_id)],
+                published=session.published_block(),
+                subscribed=session.subscribed_block(),
+            )
+        )
+        await room.sync_local_tracks(session, sync.participant.tracks)
+        session.request_offer()
+        logger.info("room %s: participant %s resynced", room.room_sid, session.sid)
+        return session
+
+    def _detach(self, session: ParticipantSession) -> None:
+        """The socket is gone without `disconnect`: keep the session for the reconnect window."""
+        session.conn = None
+        if self._closing:
+            return
+        logger.info("%s: socket lost; keeping the session for %d s", session, self._settings.session_timeout_s)
+        self._expiry[session.session_id] = asyncio.create_task(self._expire(session))
+
+    async def _expire(self, session: ParticipantSession) -> None:
+        await asyncio.sleep(self._settings.session_timeout_s)  # the reconnect window itself
+        self._expiry.pop(session.session_id, None)
+        if session.conn is None:
+            await self._leave(session)
+
+    # --- the end ------------------------------------------------------------------------------------
+
+    async def _leave(self, session: ParticipantSession) -> None:
+        """The participant leaves: tell the engine (reason left), drop its media."""
+        if not session.ended and not session.room.ended:
+            try:
+                await self._link.command(
+                    "disconnect_participant", room_sid=session.room.room_sid, participant_sid=session.sid, reason="left"
+                )
+            except SignalingError as exc:  # already gone (kicked, room ended): nothing left to tell
+                logger.info("%s: disconnect_participant: %s", session, exc)
+        await self._drop(session)
+
+    async def _drop(self, session: ParticipantSession) -> None:
+        self._sessions.pop(session.session_id, None)
+        await session.room.remove_session(session)
+        await session.close()
+
+    async def close(self) -> None:
+        """Shutdown: close every socket with 1001 (the SDK would reconnect), PCs and rooms."""
+        self._closing = True
+        for task in self._expiry.values():
+            task.cancel()
+        for session in list(self._sessions.values()):
+            conn, session.conn = session.conn, None
+            if conn is not None:
+                await conn.close(CLOSE_GOING_AWAY, "server shutting down")
+        for room in list(self._rooms.values()):
+            await room.close()
+        for task in self._expiry.values():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._expiry.clear()
+        self._sessions.clear()
