@@ -32,6 +32,8 @@ from domain.engine import Engine, RoomsApplication
 from domain.ids import SidSource
 
 if TYPE_CHECKING:
+    from aiohttp.web import RouteDef
+
     from media.session.signaling_service import SignalingService
 
 logger = logging.getLogger(__name__)
@@ -213,7 +215,7 @@ class Service:
             metrics=metrics, health=health, rest=rest,
             authenticate=self.keyring.check_basic if self.keyring is not None else None,
             rate_limit=RateLimit(limit) if limit else None,
-            routes=[signaling_route(signaling.handle)] if signaling is not None else [],
+            routes=[signaling_route(signaling.handle), *demo_routes(self.config)] if signaling is not None else [],
         )  # fmt: skip
         host, _, port = self.config.http.rpartition(":")
         host = host or "127.0.0.1"
@@ -337,6 +339,22 @@ def build_signaling(config: Config, nc: Any) -> SignalingService:
 
     use_ice_host_addresses(config.media_ice_hosts)
     return SignalingService(EngineLink(nc))
+
+
+def demo_routes(config: Config) -> list[RouteDef]:
+    """Beside `/signaling`: the demo page at `/` and its SDK bundle, and with `--dev` `POST /dev/token`."""
+    from adapters.http.demo_page import demo_page_routes
+    from adapters.http.dev_token import dev_token_route
+
+    routes = demo_page_routes(config.sdk_dir, dev=config.dev)
+    if config.dev:
+        logger.warning(
+            "--dev is on: POST /dev/token gives an access token for any identity and room to anyone who reaches "
+            "the HTTP port (%s); use it only where nobody else can",
+            config.http,
+        )
+        routes.append(dev_token_route(config.credentials, now=time.time))
+    return routes
 
 
 def webhook_settings_of(config: Config) -> WebhookSettings:

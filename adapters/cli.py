@@ -1,6 +1,7 @@
 """The `openrooms` command.
 
 openrooms serve   [--http H:P] [--store URL] [--nats URL] [--public-url URL] [--state-dir DIR] [--role R]
+                  [--dev true|false] [--sdk-dir DIR]
 openrooms replay  [--store URL] [--state-dir DIR] [--verify] [--room SID] [--json]
 openrooms token   --identity ID [--room NAME] [--ttl S] [--key SID] [--state-dir DIR] [--store URL]
 openrooms keys    create [--name NAME] | list | revoke SID   [--state-dir DIR] [--store URL]
@@ -48,6 +49,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--access-log", choices=("true", "false"), help="log every HTTP request (OPENROOMS_ACCESS_LOG, default false)"
     )
+    serve.add_argument(
+        "--dev", choices=("true", "false"),
+        help="POST /dev/token mints tokens for anyone, for the demo page at / (OPENROOMS_DEV, default false)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--sdk-dir", metavar="DIR",
+        help="the node_modules/twilio-video/dist the demo page loads the SDK from (OPENROOMS_SDK_DIR, "
+        "default <state dir>/sdk/node_modules/twilio-video/dist)",
+    )  # fmt: skip
     account = serve.add_argument_group("account settings (as in Twilio's Console)")
     account.add_argument(
         "--client-room-creation", choices=("true", "false"),

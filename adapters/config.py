@@ -28,6 +28,8 @@ FLAG_SETTINGS = {
     "record_participants_on_connect": "OPENROOMS_RECORD_PARTICIPANTS_ON_CONNECT",
     "rate_limit": "OPENROOMS_RATE_LIMIT",
     "access_log": "OPENROOMS_ACCESS_LOG",
+    "dev": "OPENROOMS_DEV",
+    "sdk_dir": "OPENROOMS_SDK_DIR",
 }
 """`openrooms serve` flags (argparse dest) → the environment variable each one overrides."""
 
@@ -67,6 +69,11 @@ class Config:
     media_ice_hosts: tuple[str, ...] = ()
     """`OPENROOMS_MEDIA_ICE_HOSTS`: the IP addresses the SFU offers as ICE host candidates (comma-separated;
     `127.0.0.1` for a single-machine setup). Empty: every non-loopback interface (aioice's choice)."""
+    dev: bool = False
+    """`OPENROOMS_DEV`: `POST /dev/token` mints access tokens for anyone (the demo page at `/`); never in production."""
+    sdk_dir: Path | None = None
+    """`OPENROOMS_SDK_DIR`: the twilio-video `dist` directory the demo page's `/sdk/twilio-video.min.js` comes
+    from; by default `<state dir>/sdk/node_modules/twilio-video/dist` (`npm install --prefix <state dir>/sdk`)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -179,6 +186,10 @@ def load_config(
         webhook_max_in_flight=int(environ.get("OPENROOMS_WEBHOOK_MAX_IN_FLIGHT", "32")),
         access_log=_bool(environ.get("OPENROOMS_ACCESS_LOG"), False),
         media_ice_hosts=tuple(a.strip() for a in environ.get("OPENROOMS_MEDIA_ICE_HOSTS", "").split(",") if a.strip()),
+        dev=_bool(environ.get("OPENROOMS_DEV"), False),
+        sdk_dir=Path(environ.get("OPENROOMS_SDK_DIR") or directory / "sdk" / "node_modules" / "twilio-video" / "dist")
+        .expanduser()
+        .resolve(),
     )
 
 
