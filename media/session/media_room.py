@@ -17,7 +17,9 @@ event, in order) and reacts:
     room_ended
         → `disconnected{status:'completed'}` (the SDK's 53118) to every local session
 
-Commands for the participant's own track changes go out from `sync_local_tracks`.
+Commands for the participant's own track changes go out from `sync_local_tracks`; a publish the
+engine refuses (53125 video in an audio-only room, 53203 track cap, ...) fails that publication
+only (`published` state `failed`: the SDK's publishTrack rejects), the room stays connected.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from nats.aio.subscription import Subscription as NatsSubscription
 
 from domain.ids import ParticipantSid, RoomSid, TrackSid
 from media.session.engine_link import EngineLink
+from media.session.errors import EngineError
 from media.session.participant_session import ParticipantSession
 from media.session.room_view import RoomView
 from media.sfu import Router, SfuConfig, UnknownTrackError
@@ -183,11 +186,16 @@ class MediaRoom:
         for track_id, track in current.items():
             before = session.local_tracks.get(track_id)
             if before is None and track_id not in session.published:
-                result = await self.link.command(
-                    "publish_track", room_sid=self.room_sid, participant_sid=session.sid,
-                    name=track.name, kind=track.kind, enabled=track.enabled, priority=track.priority,
-                )  # fmt: skip
-                session.record_published(track_id, TrackSid(str(result["sid"])))
+                try:
+                    result = await self.link.command(
+                        "publish_track", room_sid=self.room_sid, participant_sid=session.sid,
+                        name=track.name, kind=track.kind, enabled=track.enabled, priority=track.priority,
+                    )  # fmt: skip
+                except EngineError as exc:  # refused (53125 audio-only, 53203 cap, 533xx name): this track only
+                    logger.info("%s: publishing %s track %s refused: %s", session, track.kind, track_id, exc)
+                    session.record_failed(track_id, exc.code, exc.message)
+                else:
+                    session.record_published(track_id, TrackSid(str(result["sid"])))
                 added = True
             elif before is not None and before.enabled != track.enabled and track_id in session.published:
                 await self.link.command(

@@ -42,6 +42,7 @@ from media.signaling.messages import (
     SessionId,
     Subscribed,
     SubscribedTrack,
+    TrackError,
     TrackId,
 )
 from media.signaling.sdp import sending_tracks, with_msid
@@ -76,6 +77,8 @@ class ParticipantSession:
         """True once `connected` was sent: updates and server offers may go out."""
         self.ended = False
         self.published: dict[TrackId, TrackSid] = {}
+        self.failed: dict[TrackId, TrackError] = {}
+        """Publications the engine refused (e.g. video in an audio-only room, 53125): `failed` in `published`."""
         self.local_tracks: dict[TrackId, LocalTrackState] = {}
         self._published_revision = 1
         self._subscribed_sent: dict[TrackSid, str] = {}
@@ -108,10 +111,17 @@ class ParticipantSession:
 
     def record_published(self, track_id: TrackId, track_sid: TrackSid) -> None:
         self.published[track_id] = track_sid
+        self.failed.pop(track_id, None)  # published again after a refusal
+        self._published_revision += 1
+
+    def record_failed(self, track_id: TrackId, code: int, message: str) -> None:
+        """The SDK's `publishTrack` rejects with this code and fires `trackPublicationFailed`."""
+        self.failed[track_id] = TrackError(code=code, message=message)
         self._published_revision += 1
 
     def published_block(self) -> Published:
         tracks = [PublishedTrack(id=track_id, sid=sid, state="ready") for track_id, sid in self.published.items()]
+        tracks += [PublishedTrack(id=track_id, state="failed", error=error) for track_id, error in self.failed.items()]
         return Published(revision=self._published_revision, tracks=tracks)
 
     def subscribed_block(self) -> Subscribed:

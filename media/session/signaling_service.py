@@ -7,7 +7,9 @@
   a refusal is an RSP `error` with its code (20101-20107), which rejects `connect()`. Then
   `rooms.cmd.connect_participant`, the participant's PeerConnection (MAX_BUNDLE) joins the room's
   router, the client's offer is answered, and `connected` lists the other participants (from the
-  room's events), the answer, and the MT sids of the published tracks.
+  room's events), the answer, and the MT sids of the published tracks. In an audio-only room the
+  video tracks are left out of the command and fail with 53125 in `published` (Twilio's behaviour:
+  the room connects, `trackPublicationFailed` fires for the video).
 * `update` → `ParticipantSession.on_update`; `disconnect` → `disconnect_participant` (left).
 * a lost socket keeps the session for `session_timeout` seconds; `sync` with its session id on a
   new socket attaches it again and answers `synced` (participants, PC id, published,
@@ -23,13 +25,14 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
 from msgspec import UNSET
 
 from domain.ids import ParticipantSid, RoomSid, TrackSid
 from media.session.engine_link import EngineLink
-from media.session.errors import SessionError
+from media.session.errors import EngineError, SessionError
 from media.session.media_room import MediaRoom
 from media.session.participant_session import ParticipantSession
 from media.sfu import SfuConfig
@@ -42,6 +45,7 @@ from media.signaling.messages import (
     Disconnect,
     Iced,
     IceRequest,
+    LocalTrackState,
     PeerConnectionId,
     PeerConnectionState,
     RoomOptions,
@@ -53,6 +57,7 @@ from media.signaling.messages import (
 from media.signaling.tcmp import CLOSE_GOING_AWAY, TcmpConnection
 
 logger = logging.getLogger(__name__)
+TRACK_KIND_NOT_SUPPORTED = 53125
 
 
 @dataclass(frozen=True)
@@ -118,13 +123,11 @@ class SignalingService:
         room_name = connect.name or grant.get("room")
         if not room_name:
             raise SessionError("connect names no room and the token grants none", code=53100)
-        tracks = connect.participant.tracks
         rules = [] if connect.subscribe is UNSET else connect.subscribe.rules
         automatic = not rules or rules[0].type == "include"
-        result = await self._link.command(
-            "connect_participant", room=room_name, identity=grant["identity"], automatic_subscription=automatic,
-            tracks=[{"name": t.name, "kind": t.kind, "enabled": t.enabled, "priority": t.priority} for t in tracks],
-        )  # fmt: skip
+        result, tracks, refused = await self._connect_participant(
+            str(room_name), str(grant["identity"]), automatic, connect.participant.tracks
+        )
         participant_sid = ParticipantSid(str(result["sid"]))
         room = await self._room(RoomSid(str(result["room_sid"])))
         pc_state = connect.peer_connections[0] if connect.peer_connections else None
@@ -135,7 +138,9 @@ class SignalingService:
         )
         for track, track_sid in zip(tracks, result.get("published_track_sids", []), strict=False):
             session.record_published(track.id, TrackSid(str(track_sid)))
-        session.local_tracks = {t.id: t for t in tracks}
+        for track in refused:
+            session.record_failed(track.id, TRACK_KIND_NOT_SUPPORTED, "The track kind is not supported by the Room")
+        session.local_tracks = {t.id: t for t in connect.participant.tracks}
         room.add_session(session)
         self._sessions[session.session_id] = session
         session.conn = conn
@@ -163,6 +168,32 @@ class SignalingService:
         logger.info("room %s: participant %s (%s) connected", room.room_sid, participant_sid, session.identity)
         room.reconcile_all()
         return session
+
+    async def _connect_participant(
+        self, room: str, identity: str, automatic: bool, tracks: list[LocalTrackState]
+    ) -> tuple[dict[str, Any], list[LocalTrackState], list[LocalTrackState]]:
+        """`connect_participant`; the engine's result, the tracks it published, those it refused.
+
+        An audio-only room refuses video (53125) for the whole command; Twilio connects the
+        participant anyway and fails only the video publications (`trackPublicationFailed`), so the
+        command is sent again without them.
+        """
+        try:
+            return await self._command_connect(room, identity, automatic, tracks), tracks, []
+        except EngineError as exc:
+            refused = [t for t in tracks if t.kind == "video"]
+            if exc.code != TRACK_KIND_NOT_SUPPORTED or not refused:
+                raise
+        kept = [t for t in tracks if t.kind != "video"]
+        return await self._command_connect(room, identity, automatic, kept), kept, refused
+
+    async def _command_connect(
+        self, room: str, identity: str, automatic: bool, tracks: list[LocalTrackState]
+    ) -> dict[str, Any]:
+        return await self._link.command(
+            "connect_participant", room=room, identity=identity, automatic_subscription=automatic,
+            tracks=[{"name": t.name, "kind": t.kind, "enabled": t.enabled, "priority": t.priority} for t in tracks],
+        )  # fmt: skip
 
     async def _room(self, room_sid: RoomSid) -> MediaRoom:
         room = self._rooms.get(room_sid)
