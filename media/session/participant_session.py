@@ -169,6 +169,9 @@ class ParticipantSession:
                 router = self.room.router
                 if self.ended or self._awaiting_answer is not None or not router.needs_offer(self.sid):
                     return
+                if self.pc.connectionState == "closed":  # aiortc closes it when the client's side closed
+                    logger.info("%s: PeerConnection closed; no server offer", self)
+                    return
                 offer = await self.pc.createOffer()
                 router.offer_sent(self.sid)
                 await self.pc.setLocalDescription(offer)
