@@ -12,10 +12,7 @@ Waiting is on conditions with timeouts (`eventually`), never on fixed sleeps; fr
 
 from __future__ import annotations
 
-import array
 import asyncio
-import fractions
-import math
 import re
 import threading
 import time
@@ -29,13 +26,13 @@ from aiortc import (
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
-    VideoStreamTrack,
 )
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtp import RTCP_PSFB_APP, RTCP_PSFB_PLI, RtcpPsfbPacket, RtpPacket, unpack_remb_fci
-from av import AudioFrame, VideoFrame
+from av import VideoFrame
 
 from domain.ids import ParticipantSid, RoomSid, TrackSid
+from media.client.synthetic_track import SyntheticVideoTrack, ToneAudioTrack
 from media.sfu import Router, SfuConfig, Subscription, hooks
 
 WIDTH, HEIGHT = 320, 240
@@ -62,53 +59,8 @@ async def eventually(predicate: Callable[[], bool], timeout: float = TIMEOUT, wh
         await asyncio.sleep(0.01)
 
 
-class SyntheticVideo(VideoStreamTrack):
-    """320x240 frames with a moving gradient (so VP8 has something to encode)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._n = 0
-
-    async def recv(self) -> VideoFrame:
-        pts, time_base = await self.next_timestamp()
-        frame = VideoFrame(width=WIDTH, height=HEIGHT, format="yuv420p")
-        row = bytes((x + self._n * 4) % 256 for x in range(frame.planes[0].line_size))
-        frame.planes[0].update(row * HEIGHT)
-        for plane in frame.planes[1:]:
-            plane.update(bytes([128]) * plane.buffer_size)
-        self._n += 1
-        frame.pts, frame.time_base = pts, time_base
-        return frame
-
-
-class ToneAudio(MediaStreamTrack):
-    """A 440 Hz tone, 20 ms frames of 48 kHz mono s16 (paced like aiortc's AudioStreamTrack)."""
-
-    kind = "audio"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._pts = 0
-        self._start: float | None = None
-
-    async def recv(self) -> AudioFrame:
-        samples = 960
-        if self._start is None:
-            self._start = time.time()
-        else:
-            self._pts += samples
-            wait = self._start + self._pts / 48000 - time.time()
-            if wait > 0:
-                await asyncio.sleep(wait)  # pacing of the source, not synchronisation
-        tone = array.array(
-            "h", (int(8000 * math.sin(2 * math.pi * 440 * (i + self._pts) / 48000)) for i in range(samples))
-        )
-        frame = AudioFrame(format="s16", layout="mono", samples=samples)
-        frame.planes[0].update(tone.tobytes())
-        frame.sample_rate = 48000
-        frame.pts = self._pts
-        frame.time_base = fractions.Fraction(1, 48000)
-        return frame
+SyntheticVideo = SyntheticVideoTrack  # 320x240, the WIDTH x HEIGHT the subscribers check
+ToneAudio = ToneAudioTrack
 
 
 class FrameSink:
