@@ -40,6 +40,8 @@ TIMEOUT = 30.0
 """Generous for a cold interpreter importing the whole stack; never reached when things work."""
 REQUEST_TIMEOUT = 10.0
 
+PUBLIC_URL = "https://rooms.example.test"
+
 
 @dataclass(frozen=True)
 class NatsServer:
@@ -94,7 +96,11 @@ def cluster(
     engines: list[Any] = []
     try:
         for name in ("engine-a", "engine-b"):
-            engine = serve(state_dir, "--role", "engine", "--nats", nats_server.url, name=name)
+            # One public URL for the deployment (docs/operations.md): resources look the same
+            # whichever engine answers.
+            engine = serve(
+                state_dir, "--role", "engine", "--nats", nats_server.url, "--public-url", PUBLIC_URL, name=name
+            )
             engines.append(engine)
             engine.wait_for("engine running, role engine")
         yield Cluster(state_dir, engines, nats_server)
