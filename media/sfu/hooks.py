@@ -68,6 +68,7 @@ from aiortc import (
 from aiortc import clock as aiortc_clock
 from aiortc import rtcpeerconnection as aiortc_pc
 from aiortc.codecs import is_rtx
+from aiortc.exceptions import InvalidStateError
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
 from aiortc.rtp import (
     RTCP_PSFB_APP,
@@ -343,14 +344,34 @@ _installed = False
 
 
 def install() -> None:
-    """Install the process-wide hooks (idempotent): the createOffer renumbering fix."""
-    global _installed
+    """Install the process-wide hooks (idempotent): the createOffer renumbering fix, and a quiet end
+    for `__connect` when the PeerConnection closed under it."""
+    global _installed, _original_connect
     check_version()
     if _installed:
         return
     RTCPeerConnection.createOffer = _create_offer  # type: ignore[method-assign]
     aiortc_pc.create_media_description_for_transceiver = _media_description_for_transceiver
+    _original_connect = getattr(RTCPeerConnection, _PC_CONNECT)
+    setattr(RTCPeerConnection, _PC_CONNECT, _connect_unless_closed)
     _installed = True
+
+
+_original_connect: Any = None
+
+
+async def _connect_unless_closed(self: RTCPeerConnection) -> None:
+    """`RTCPeerConnection.__connect` (rtcpeerconnection.py), scheduled as a bare task by
+    setLocalDescription/setRemoteDescription. If the PeerConnection is closed while it runs (a
+    participant leaves, is kicked or the room ends right after a negotiation), aiortc raises
+    InvalidStateError("RTCIceTransport is closed") from that task and asyncio logs it as a "Task
+    exception was never retrieved" traceback. Closed is the expected end here: nothing to report."""
+    try:
+        await _original_connect(self)
+    except InvalidStateError:
+        if self.connectionState != "closed" and self.signalingState != "closed":
+            raise
+        logger.debug("PeerConnection closed while connecting; nothing left to connect")
 
 
 async def _create_offer(self: RTCPeerConnection) -> RTCSessionDescription:

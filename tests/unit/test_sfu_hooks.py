@@ -240,7 +240,8 @@ async def test_create_offer_keeps_negotiated_payload_types_and_extmap_ids_on_a_b
 
 
 async def test_start_negotiated_media_reruns_aiortcs_connect(pc):
-    connect = pc._RTCPeerConnection__connect
+    # aiortc's own __connect (install() wraps it; see the test of that wrapper below)
+    connect = hooks._original_connect or pc._RTCPeerConnection__connect
     assert inspect.iscoroutinefunction(connect)
     source = inspect.getsource(connect)
     assert 'if dtlsTransport.state == "connected":' in source and "transceiver.sender.send(" in source
@@ -252,3 +253,22 @@ async def test_bundle_policy_reads_the_configuration(pc):
     other = RTCPeerConnection()
     assert hooks.bundle_policy(other) == RTCBundlePolicy.BALANCED
     await other.close()
+
+
+async def test_a_peer_connection_closed_while_connecting_ends_its_connect_task_quietly(monkeypatch):
+    """aiortc's `__connect` task raises InvalidStateError when the PeerConnection closes under it;
+    after `install()` that is the quiet end it is, and any other InvalidStateError still raises."""
+    from aiortc.exceptions import InvalidStateError
+
+    hooks.install()
+    assert RTCPeerConnection._RTCPeerConnection__connect is hooks._connect_unless_closed
+
+    async def closed_under_it(self: RTCPeerConnection) -> None:
+        raise InvalidStateError("RTCIceTransport is closed")
+
+    monkeypatch.setattr(hooks, "_original_connect", closed_under_it)
+    pc = RTCPeerConnection()
+    with pytest.raises(InvalidStateError):
+        await hooks._connect_unless_closed(pc)  # open: a real fault, reported
+    await pc.close()
+    assert await hooks._connect_unless_closed(pc) is None
