@@ -288,7 +288,14 @@ class RunningService:
         """Send `rooms.cmd.<name>` as the media plane will (participants, tracks, recordings); the
         command's result (it must succeed). A fresh `command_id` unless the body has one."""
         body.setdefault("command_id", uuid.uuid4().hex)
-        return asyncio.run(_request(self.nats_url, f"rooms.cmd.{name}", body))
+        reply = self.nats_request(f"rooms.cmd.{name}", body)
+        assert reply["ok"] is True, reply
+        result: dict[str, Any] = reply["result"]
+        return result
+
+    def nats_request(self, subject: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The reply envelope (`{"ok": ..., "result" | "error": ...}`) to `body` sent on `subject`."""
+        return asyncio.run(_request(self.nats_url, subject, body))
 
 
 async def _request(url: str, subject: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -298,9 +305,7 @@ async def _request(url: str, subject: str, body: dict[str, Any]) -> dict[str, An
     finally:
         await nc.close()
     decoded: dict[str, Any] = json.loads(reply.data)
-    assert decoded["ok"] is True, decoded
-    result: dict[str, Any] = decoded["result"]
-    return result
+    return decoded
 
 
 def start_service(

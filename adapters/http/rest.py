@@ -89,7 +89,7 @@ class RestApi:
         body["command_id"] = request.headers.get(IDEMPOTENCY_HEADER) or f"rest-{os.urandom(16).hex()}"
         return self._answer(request, await self._gateway().command(name, body), status)
 
-    async def _query(self, request: web.Request, name: str, body: dict[str, Any]) -> Reply:
+    async def _query(self, name: str, body: dict[str, Any]) -> Reply:
         return await self._gateway().query(name, body)
 
     def _answer(self, request: web.Request, reply: Reply, status: int = 200) -> web.Response:
@@ -125,7 +125,7 @@ class RestApi:
         body["page_size"] = paging.page_size
         if paging.page_token is not None:
             body["page_token"] = paging.page_token
-        reply = await self._query(request, query, body)
+        reply = await self._query(query, body)
         if not reply.ok:
             return self._answer(request, reply)
         return json_response(
@@ -144,7 +144,7 @@ class RestApi:
         return await self._list(request, "list_rooms", "rooms", {}, P.ROOM_FILTERS, 1000)
 
     async def fetch_room(self, request: web.Request) -> web.Response:
-        return self._answer(request, await self._query(request, "get_room", {"room": request.match_info["room"]}))
+        return self._answer(request, await self._query("get_room", {"room": request.match_info["room"]}))
 
     async def update_room(self, request: web.Request) -> web.Response:
         status = P.read(await self._form(request), P.ROOM_UPDATE)["status"]
@@ -165,7 +165,7 @@ class RestApi:
         return await self._list(request, "list_participants", "participants", body, P.PARTICIPANT_FILTERS, 1000)
 
     async def fetch_participant(self, request: web.Request) -> web.Response:
-        return self._answer(request, await self._query(request, "get_participant", self._participant_body(request)))
+        return self._answer(request, await self._query("get_participant", self._participant_body(request)))
 
     async def update_participant(self, request: web.Request) -> web.Response:
         status = P.read(await self._form(request), P.PARTICIPANT_UPDATE)["status"]
@@ -186,14 +186,14 @@ class RestApi:
     def _track(self, query: str) -> Handler:
         async def handler(request: web.Request) -> web.Response:
             body = {**self._participant_body(request), "track": request.match_info["track"]}
-            return self._answer(request, await self._query(request, query, body))
+            return self._answer(request, await self._query(query, body))
 
         return handler
 
     # --- rules -----------------------------------------------------------------------------
 
     async def fetch_subscribe_rules(self, request: web.Request) -> web.Response:
-        reply = await self._query(request, "get_subscribe_rules", self._participant_body(request))
+        reply = await self._query("get_subscribe_rules", self._participant_body(request))
         return self._answer(request, reply)
 
     async def update_subscribe_rules(self, request: web.Request) -> web.Response:
@@ -201,9 +201,7 @@ class RestApi:
         return await self._command(request, "update_subscribe_rules", body, 200)
 
     async def fetch_recording_rules(self, request: web.Request) -> web.Response:
-        return self._answer(
-            request, await self._query(request, "get_recording_rules", {"room": request.match_info["room"]})
-        )
+        return self._answer(request, await self._query("get_recording_rules", {"room": request.match_info["room"]}))
 
     async def update_recording_rules(self, request: web.Request) -> web.Response:
         body = {"room_sid": request.match_info["room"], **P.read(await self._form(request), P.RECORDING_RULES)}
@@ -226,10 +224,10 @@ class RestApi:
         return await self._list(request, "list_recordings", "recordings", body, P.ROOM_RECORDING_FILTERS, 100)
 
     async def fetch_recording(self, request: web.Request) -> web.Response:
-        return self._answer(request, await self._query(request, "get_recording", self._recording_body(request)))
+        return self._answer(request, await self._query("get_recording", self._recording_body(request)))
 
     async def delete_recording(self, request: web.Request) -> web.StreamResponse:
-        found = await self._query(request, "get_recording", self._recording_body(request))
+        found = await self._query("get_recording", self._recording_body(request))
         if not found.ok:
             return self._answer(request, found)
         target = {"room_sid": found.result["grouping_sids"]["room_sid"], "recording_sid": found.result["sid"]}
@@ -237,7 +235,7 @@ class RestApi:
         return web.Response(status=204) if deleted.status == 204 else deleted
 
     async def recording_media(self, request: web.Request) -> web.StreamResponse:
-        found = await self._query(request, "get_recording", self._recording_body(request))
+        found = await self._query("get_recording", self._recording_body(request))
         if not found.ok:
             return self._answer(request, found)
         location = found.result.get("media_external_location")

@@ -7,15 +7,12 @@ whether the token's room grant allows it.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import nats
 from twilio.jwt.access_token import AccessToken
 from twilio.jwt.access_token.grants import VideoGrant
 
@@ -25,17 +22,9 @@ REVOKE_WAIT = 10.0
 
 
 def verify(service: Any, token: str, room: str | None = None) -> dict[str, Any]:
-    async def ask() -> dict[str, Any]:
-        nc = await nats.connect(service.nats_url)
-        try:
-            body = {"token": token} if room is None else {"token": token, "room": room}
-            reply = await nc.request("rooms.qry.verify_token", json.dumps(body).encode(), timeout=10)
-        finally:
-            await nc.close()
-        decoded: dict[str, Any] = json.loads(reply.data)
-        return decoded
-
-    return asyncio.run(ask())
+    body = {"token": token} if room is None else {"token": token, "room": room}
+    reply: dict[str, Any] = service.nats_request("rooms.qry.verify_token", body)
+    return reply
 
 
 def mint(service: Any, *, room: str | None = "standup", identity: str | None = "alice", **options: Any) -> str:

@@ -10,29 +10,22 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import nats
 import pytest
 from twilio.base.exceptions import TwilioRestException
 
 NATS_TIMEOUT = 10.0
 
 
-async def connect(nats_url: str, room: str, identity: str) -> dict[str, Any]:
-    nc = await nats.connect(nats_url)
-    try:
-        body = {"command_id": uuid.uuid4().hex, "room": room, "identity": identity}
-        reply = await nc.request("rooms.cmd.connect_participant", json.dumps(body).encode(), timeout=NATS_TIMEOUT)
-    finally:
-        await nc.close()
-    decoded: dict[str, Any] = json.loads(reply.data)
-    return decoded
+def connect(service: Any, room: str, identity: str) -> dict[str, Any]:
+    """The reply envelope of a connect over NATS, refused or not."""
+    body = {"command_id": uuid.uuid4().hex, "room": room, "identity": identity}
+    reply: dict[str, Any] = service.nats_request("rooms.cmd.connect_participant", body)
+    return reply
 
 
 def test_ad_hoc_rooms_take_the_account_defaults_given_on_the_command_line(
@@ -43,7 +36,7 @@ def test_ad_hoc_rooms_take_the_account_defaults_given_on_the_command_line(
         "--default-status-callback", "https://cb.example/adhoc", "--default-status-callback-method", "GET",
     )  # fmt: skip
     try:
-        joined = asyncio.run(connect(service.nats_url, "hallway", "alice"))
+        joined = connect(service, "hallway", "alice")
         assert joined["ok"], joined
         room = service.client().video.v1.rooms("hallway").fetch()
         assert (room.type, room.status_callback, room.status_callback_method) == (
@@ -57,10 +50,10 @@ def test_ad_hoc_rooms_take_the_account_defaults_given_on_the_command_line(
 def test_with_client_room_creation_off_only_rest_rooms_can_be_joined(start: Callable[..., Any], tmp_path: Path) -> None:
     service = start(tmp_path / "state", "--client-room-creation", "false")
     try:
-        refused = asyncio.run(connect(service.nats_url, "hallway", "alice"))
+        refused = connect(service, "hallway", "alice")
         assert (refused["ok"], refused["error"]["code"]) == (False, 53103)
         service.client().video.v1.rooms.create(unique_name="planned")
-        assert asyncio.run(connect(service.nats_url, "planned", "alice"))["ok"]
+        assert connect(service, "planned", "alice")["ok"]
     finally:
         assert service.process.stop() == 0, service.process.stderr()
 
