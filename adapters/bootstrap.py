@@ -211,6 +211,8 @@ class Service:
         rest = RestApi() if self.config.role in ("http", "all") else None
         limit = self.config.rate_limit
         signaling = build_signaling(self.config, nc) if self.config.role in ("media", "all") else None
+        if signaling is not None:
+            metrics.watch_media(signaling.stats)
         app = build_app(
             metrics=metrics, health=health, rest=rest,
             authenticate=self.keyring.check_basic if self.keyring is not None else None,

@@ -7,6 +7,9 @@
     openrooms_read_model_lag_events             committed but not yet in the read model
     openrooms_rooms{status}                     read at scrape time from `counts()`
     openrooms_participants{status}              read at scrape time from `counts()`
+    openrooms_media_sessions{room_type}         signaling sessions in this process (media role)
+    openrooms_media_peer_connections            PeerConnections ending at this process's SFU
+    openrooms_media_rtp_packets_received_total  RTP packets the SFU received from publishers
 
 `render()` runs `counts()`, which may query the read model: call it off the event loop.
 """
@@ -18,13 +21,14 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from adapters.store.read_model import ReadModel
 from adapters.webhooks.delivery import Delivery
 from domain.commands import Command
 from domain.results import CommandResult
+from media.session.stats import MediaStats
 
 NAMESPACE: Final = "openrooms"
 COMMAND_BUCKETS: Final = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -68,6 +72,47 @@ class StatusCollector:
             for status, count in sorted(counts.get(name, {}).items()):
                 family.add_metric([status], count)
             yield family
+
+
+class MediaCollector:
+    """The media plane's `openrooms_media_*` series, read from `stats()` at each scrape.
+
+    Scrapes run off the event loop while the loop changes the rooms; `stats()` copies what it
+    reads, and a scrape that still races with a change is retried."""
+
+    def __init__(self, stats: Callable[[], MediaStats]) -> None:
+        self.stats = stats
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families(MediaStats({}, 0, 0)))
+
+    def collect(self) -> Iterable[Metric]:
+        for _attempt in range(3):
+            try:
+                stats = self.stats()
+            except RuntimeError:  # "dictionary changed size during iteration"
+                continue
+            return list(self._families(stats))
+        return []
+
+    @staticmethod
+    def _families(stats: MediaStats) -> Iterator[Metric]:
+        sessions = GaugeMetricFamily(
+            f"{NAMESPACE}_media_sessions", "Signaling sessions in this process by room type", labels=["room_type"]
+        )
+        for room_type, count in sorted(stats.sessions_by_room_type.items()):
+            sessions.add_metric([room_type], count)
+        yield sessions
+        yield GaugeMetricFamily(
+            f"{NAMESPACE}_media_peer_connections",
+            "PeerConnections ending at this process's SFU",
+            value=stats.peer_connections,
+        )
+        yield CounterMetricFamily(
+            f"{NAMESPACE}_media_rtp_packets_received",
+            "RTP packets this process's SFU received from publishers",
+            value=stats.rtp_packets_received,
+        )
 
 
 class Metrics:
@@ -128,6 +173,9 @@ class Metrics:
         )
         if counts is not None:
             self.registry.register(StatusCollector(counts))
+
+    def watch_media(self, stats: Callable[[], MediaStats]) -> None:
+        self.registry.register(MediaCollector(stats))
 
     def observe_webhook(self, delivery: Delivery) -> None:
         self.webhook_deliveries.labels(event=delivery.event, outcome=delivery.outcome).inc()

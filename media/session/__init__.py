@@ -1,14 +1,19 @@
-"""The signaling session layer: twilio-video clients in group rooms, driving the SFU.
+"""The signaling session layer: twilio-video clients in rooms of every type.
 
     signaling_service.py    `SignalingService.handle`: the `/signaling` handler (connect, sync,
                             update, disconnect), sessions kept across socket losses
-    participant_session.py  one participant's PeerConnection and its negotiation
-    media_room.py           one room in this process: router, sessions, the room's event stream
+    participant_session.py  one participant's socket, publications and `subscribed` block
+    media_room.py           one room in this process: sessions, the room's event stream, topology
+    topology.py             how media reaches participants: the hooks both topologies serve
+    sfu_topology.py         group rooms: the SFU router, one `SfuPeer` per participant
+    sfu_peer.py             a participant's PeerConnection to the SFU and its negotiation
+    mesh_topology.py        peer-to-peer and go rooms: relayed links between the clients
     room_view.py            participants and tracks as clients are told, with revisions
     engine_link.py          commands, queries and events over NATS (the only way to the engine)
+    stats.py                what the media plane holds, for /metrics
     ice_hosts.py            the ICE host-address setting (loopback for single-machine setups)
     errors.py               EngineError, SessionError
 
-Not yet: peer-to-peer and go rooms, data tracks, media-signaling channels (dominant speaker,
-network quality, bandwidth profiles), TURN credentials in `iced`, server-side ICE restarts.
+Not yet: data tracks and media-signaling channels (dominant speaker, network quality,
+bandwidth profiles) in group rooms, server-side ICE restarts.
 """

@@ -1,16 +1,17 @@
-"""One group room in this media process: its SFU router, its local sessions, its event stream.
+"""One room in this process: its local sessions, its event stream, and its topology.
 
 The room follows the engine's events for its SID (`EngineLink.follow_room`, from the first
 event, in order) and reacts:
 
+    room_created
+        → the topology for the room's type: the SFU for group rooms, relayed links between
+          the clients for peer-to-peer and go rooms (topology.py)
     participant_* / track_published|unpublished|enabled|disabled
         → `RoomView` gives the participant a new revision; every other local session gets an
           `update` with that participant's state (the SDK's participantConnected, trackPublished,
           trackEnabled/Disabled, trackUnpublished, participantDisconnected)
     track_subscribed / track_unsubscribed
-        → the wanted subscriptions of the subscriber; `reconcile` makes the router match them for
-          local subscribers, once the publisher's upstream track is known to the router (the engine
-          decides a subscription before the publisher's offer is applied: it waits here until then)
+        → the subscriptions the engine decided (`wanted_by`); the topology delivers them
     participant_disconnected of a local participant
         → kicked: `disconnected`; duplicate-identity: `error` 53205; room-ended: handled with
           room_ended; left: the session is already over (or timed out)
@@ -36,7 +37,7 @@ from media.session.engine_link import EngineLink
 from media.session.errors import EngineError
 from media.session.participant_session import ParticipantSession
 from media.session.room_view import RoomView
-from media.sfu import Router, SfuConfig, UnknownTrackError
+from media.session.topology import Topology
 from media.signaling.messages import (
     Disconnected,
     ErrorMessage,
@@ -49,29 +50,52 @@ from media.signaling.messages import (
 logger = logging.getLogger(__name__)
 DUPLICATE_IDENTITY = 53205
 
+TopologyFactory = Callable[["MediaRoom", str], Topology]
+"""(room, room type) → the room's topology."""
+
 
 class MediaRoom:
-    """The in-process state of one room: router, local sessions, participants as clients see them."""
+    """The in-process state of one room: local sessions, participants as clients see them, topology."""
 
     def __init__(
         self,
         room_sid: RoomSid,
         link: EngineLink,
-        sfu_config: SfuConfig | None = None,
+        topology_of: TopologyFactory,
         on_closed: Callable[[MediaRoom], None] | None = None,
     ) -> None:
         self.room_sid = room_sid
         self.link = link
-        self.router = Router(room_sid, sfu_config, on_offer_needed=self._offer_needed)
         self.view = RoomView()
         self.sessions: dict[ParticipantSid, ParticipantSession] = {}
+        self.room_type: str | None = None
         self.closed = False
         self.ended = False
+        self._topology_of = topology_of
+        self._topology: Topology | None = None
         self._wanted: dict[ParticipantSid, set[TrackSid]] = {}
         self._seen: dict[ParticipantSid, asyncio.Event] = {}
         self._events: NatsSubscription | None = None
         self._unsubscribing: asyncio.Task[None] | None = None
         self._on_closed = on_closed
+
+    @property
+    def topology_or_none(self) -> Topology | None:
+        """The topology, once the room's type is known."""
+        return self._topology
+
+    @property
+    def topology(self) -> Topology:
+        if self._topology is None:  # the stream no longer starts with room_created: the default type
+            logger.warning("room %s: no room_created event seen; serving it as a group room", self.room_sid)
+            self._set_type("group")
+        assert self._topology is not None
+        return self._topology
+
+    def _set_type(self, room_type: str) -> None:
+        if self._topology is None:
+            self.room_type = room_type
+            self._topology = self._topology_of(self, room_type)
 
     async def start(self) -> None:
         self._events = await self.link.follow_room(self.room_sid, self.on_event)
@@ -84,7 +108,6 @@ class MediaRoom:
     # --- sessions -------------------------------------------------------------------------------
 
     def add_session(self, session: ParticipantSession) -> None:
-        self.router.add_participant(session.sid, session.pc)
         self.sessions[session.sid] = session
 
     async def end_session(self, session: ParticipantSession, message: ServerMessage | None = None) -> None:
@@ -97,13 +120,12 @@ class MediaRoom:
             await conn.close()
 
     async def remove_session(self, session: ParticipantSession) -> None:
+        session.ended = True
         if self.sessions.get(session.sid) is not session:
             return
         del self.sessions[session.sid]
-        needing = self.router.remove_participant(session.sid)
-        await session.close()
-        for sid in needing:
-            self._request_offer(sid)
+        if self._topology is not None:
+            await self._topology.leave(session)
         if not self.sessions:
             await self.close()
 
@@ -113,8 +135,10 @@ class MediaRoom:
             return
         self.closed = True
         for session in list(self.sessions.values()):
-            self.sessions.pop(session.sid, None)
-            await session.close()
+            session.ended = True
+        self.sessions.clear()
+        if self._topology is not None:
+            await self._topology.close()
         if self._events is not None:
             # Not awaited here: close() may run inside the event callback, and unsubscribing
             # cancels the task that runs the callbacks.
@@ -130,52 +154,24 @@ class MediaRoom:
 
     # --- subscriptions ----------------------------------------------------------------------------
 
+    def wanted_by(self, sid: ParticipantSid) -> set[TrackSid]:
+        """The tracks the engine subscribed `sid` to."""
+        return self._wanted.get(sid, set())
+
     def subscriptions_of(self, sid: ParticipantSid) -> dict[TrackSid, str]:
-        """Track SID → msid track id of what the router forwards to `sid` (the `subscribed` block)."""
+        """Track SID → the id the client matches it by, for what `sid` receives (the `subscribed` block)."""
         if sid not in self.sessions:
             return {}
-        return {
-            track_sid: track_sid
-            for track_sid in sorted(self._wanted.get(sid, ()))
-            if self.router.subscription(sid, track_sid) is not None
-        }
+        return self.topology.subscriptions_of(sid)
 
-    def reconcile(self, session: ParticipantSession) -> None:
-        """Make the router forward exactly the wanted tracks whose upstream it knows."""
-        if session.ended or self.sessions.get(session.sid) is not session or not session.stable:
-            return  # retried once its negotiation is over (adding m-lines mid-negotiation breaks it)
-        wanted = self._wanted.get(session.sid, set())
-        for track_sid in sorted(wanted):
-            try:
-                self.router.published_track(track_sid)
-            except UnknownTrackError:
-                continue  # the publisher's offer is not applied yet: retried when it is
-            self.router.subscribe(session.sid, track_sid, track_sid)
-        for track_sid in self._forwarded_unwanted(session.sid, wanted):
-            self.router.unsubscribe(session.sid, track_sid)
-        session.request_offer()
-
-    def _forwarded_unwanted(self, sid: ParticipantSid, wanted: set[TrackSid]) -> list[TrackSid]:
-        return [
-            track_sid
-            for track_sid in self._all_track_sids()
-            if track_sid not in wanted and self.router.subscription(sid, track_sid) is not None
-        ]
-
-    def _all_track_sids(self) -> list[TrackSid]:
+    def track_sids(self) -> list[TrackSid]:
         return [track_sid for view in self.view.participants.values() for track_sid in view.tracks]
 
-    def reconcile_all(self) -> None:
-        for session in list(self.sessions.values()):
-            self.reconcile(session)
-
-    def _offer_needed(self, sid: ParticipantSid) -> None:
-        self._request_offer(sid)
-
-    def _request_offer(self, sid: ParticipantSid) -> None:
-        session = self.sessions.get(sid)
-        if session is not None:
-            session.request_offer()
+    def publisher_of(self, track_sid: TrackSid) -> ParticipantSid | None:
+        for view in self.view.participants.values():
+            if track_sid in view.tracks:
+                return view.sid
+        return None
 
     # --- the participant's own tracks -------------------------------------------------------------
 
@@ -211,6 +207,7 @@ class MediaRoom:
         session.local_tracks = current
         if added:
             await session.send(ServerUpdate(published=session.published_block()))
+            await self.topology.published(session)
 
     # --- events ------------------------------------------------------------------------------------
 
@@ -218,6 +215,8 @@ class MediaRoom:
         if self.closed:
             return
         name = event.get("event")
+        if name == "room_created":
+            self._set_type(str((event.get("settings") or {}).get("type", "group")))
         changed = self.view.apply(event)
         if changed is not None:
             update = ServerUpdate(participants=[changed.state()])
@@ -227,14 +226,14 @@ class MediaRoom:
         sid = ParticipantSid(str(event.get("participant_sid", "")))
         if name == "participant_connected":
             self._seen.setdefault(sid, asyncio.Event()).set()
-        elif name == "track_subscribed":
-            self._wanted.setdefault(sid, set()).add(TrackSid(str(event["track_sid"])))
-            self._reconcile_sid(sid)
-        elif name == "track_unsubscribed":
-            self._wanted.setdefault(sid, set()).discard(TrackSid(str(event["track_sid"])))
-            self._reconcile_sid(sid)
+        elif name in ("track_subscribed", "track_unsubscribed"):
+            wanted = self._wanted.setdefault(sid, set())
+            track_sid = TrackSid(str(event["track_sid"]))
+            (wanted.add if name == "track_subscribed" else wanted.discard)(track_sid)
+            if sid in self.sessions:
+                await self.topology.subscriptions_changed(sid)
         elif name == "track_unpublished":
-            self._unpublish(TrackSid(str(event["track_sid"])))
+            await self.topology.track_unpublished(TrackSid(str(event["track_sid"])))
         elif name == "participant_disconnected":
             await self._participant_disconnected(sid, str(event.get("reason", "left")))
         elif name == "room_ended":
@@ -242,19 +241,6 @@ class MediaRoom:
             for session in list(self.sessions.values()):
                 await self.end_session(session, Disconnected(status="completed"))
             await self.close()
-
-    def _reconcile_sid(self, sid: ParticipantSid) -> None:
-        session = self.sessions.get(sid)
-        if session is not None:
-            self.reconcile(session)
-
-    def _unpublish(self, track_sid: TrackSid) -> None:
-        try:
-            needing = self.router.unpublish_track(track_sid)
-        except UnknownTrackError:
-            return
-        for sid in needing:
-            self._request_offer(sid)
 
     async def _participant_disconnected(self, sid: ParticipantSid, reason: str) -> None:
         self._wanted.pop(sid, None)

@@ -27,15 +27,18 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
 from msgspec import UNSET
 
 from domain.ids import ParticipantSid, RoomSid, TrackSid
 from media.session.engine_link import EngineLink
 from media.session.errors import EngineError, SessionError
 from media.session.media_room import MediaRoom
+from media.session.mesh_topology import PEER_LOSS_GRACE_S, MeshTopology
 from media.session.participant_session import ParticipantSession
-from media.sfu import SfuConfig
+from media.session.sfu_topology import SfuTopology
+from media.session.stats import MediaStats
+from media.session.topology import Topology
+from media.sfu import Router, SfuConfig
 from media.signaling.errors import ConnectionClosedError, SignalingError
 from media.signaling.messages import (
     ClientMessage,
@@ -46,9 +49,6 @@ from media.signaling.messages import (
     Iced,
     IceRequest,
     LocalTrackState,
-    PeerConnectionId,
-    PeerConnectionState,
-    RoomOptions,
     SelfParticipant,
     SessionId,
     Sync,
@@ -58,6 +58,7 @@ from media.signaling.tcmp import CLOSE_GOING_AWAY, TcmpConnection
 
 logger = logging.getLogger(__name__)
 TRACK_KIND_NOT_SUPPORTED = 53125
+MESH_ROOM_TYPES = ("peer-to-peer", "go")
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class SessionSettings:
     """The reconnect window told to the SDK, and how long a session outlives a lost socket."""
     event_wait_s: float = 10.0
     """How long `connect` waits for the room's events to show the new participant."""
+    peer_loss_grace_s: float = PEER_LOSS_GRACE_S
+    """Peer-to-peer rooms: how long a lost socket keeps its links before the peers are told to close them."""
 
 
 class SignalingService:
@@ -81,6 +84,7 @@ class SignalingService:
         self._sessions: dict[SessionId, ParticipantSession] = {}
         self._expiry: dict[SessionId, asyncio.Task[None]] = {}
         self._closing = False
+        self._retired_packets = 0
 
     # --- the handler --------------------------------------------------------------------------------
 
@@ -130,12 +134,7 @@ class SignalingService:
         )
         participant_sid = ParticipantSid(str(result["sid"]))
         room = await self._room(RoomSid(str(result["room_sid"])))
-        pc_state = connect.peer_connections[0] if connect.peer_connections else None
-        pc_id = pc_state.id if pc_state is not None else PeerConnectionId(uuid.uuid4().hex)
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
-        session = ParticipantSession(
-            SessionId(f"SS{uuid.uuid4().hex}"), room, participant_sid, str(result["identity"]), pc, pc_id
-        )
+        session = ParticipantSession(SessionId(f"SS{uuid.uuid4().hex}"), room, participant_sid, str(result["identity"]))
         for track, track_sid in zip(tracks, result.get("published_track_sids", []), strict=False):
             session.record_published(track.id, TrackSid(str(track_sid)))
         for track in refused:
@@ -145,10 +144,9 @@ class SignalingService:
         self._sessions[session.session_id] = session
         session.conn = conn
         try:
-            answer = None
-            if pc_state is not None and pc_state.description is not UNSET:
-                answer = await session.answer(pc_state.description)
             await room.wait_for_participant(participant_sid, self._settings.event_wait_s)
+            offer = connect.peer_connections[0] if connect.peer_connections else None
+            peer_connections = await room.topology.join(session, offer)
         except BaseException:
             await self._drop(session)
             raise
@@ -156,17 +154,17 @@ class SignalingService:
             session=session.session_id,
             sid=room.room_sid,
             name=str(room_name),
-            options=RoomOptions(session_timeout=self._settings.session_timeout_s, media_region="local"),
+            options=room.topology.options(self._settings.session_timeout_s),
             participant=SelfParticipant(sid=participant_sid, identity=session.identity),
             participants=room.view.connected(exclude=participant_sid),
-            peer_connections=[PeerConnectionState(id=pc_id, description=answer)] if answer else UNSET,
+            peer_connections=peer_connections,
             published=session.published_block(),
             subscribed=session.subscribed_block(),
         )
         session.ready = True
         await session.send(connected)
         logger.info("room %s: participant %s (%s) connected", room.room_sid, participant_sid, session.identity)
-        room.reconcile_all()
+        await room.topology.joined(session)
         return session
 
     async def _connect_participant(
@@ -198,10 +196,30 @@ class SignalingService:
     async def _room(self, room_sid: RoomSid) -> MediaRoom:
         room = self._rooms.get(room_sid)
         if room is None or room.closed:
-            room = MediaRoom(room_sid, self._link, self._sfu_config, on_closed=self._room_closed)
+            room = MediaRoom(room_sid, self._link, self._topology, on_closed=self._room_closed)
             self._rooms[room_sid] = room
             await room.start()
         return room
+
+    def _topology(self, room: MediaRoom, room_type: str) -> Topology:
+        if room_type in MESH_ROOM_TYPES:
+            return MeshTopology(room, self._settings.peer_loss_grace_s)
+        return SfuTopology(room, self._sfu_config, on_closed=self._router_closed)
+
+    def _router_closed(self, router: Router) -> None:
+        self._retired_packets += router.packets_received()
+
+    def stats(self) -> MediaStats:
+        """What this process's media plane holds now (for /metrics)."""
+        sessions: dict[str, int] = {}
+        packets, pcs = self._retired_packets, 0
+        for room in list(self._rooms.values()):
+            kind = room.room_type or "unknown"
+            sessions[kind] = sessions.get(kind, 0) + len(room.sessions)
+            if isinstance(room.topology_or_none, SfuTopology):
+                packets += room.topology_or_none.router.packets_received()
+                pcs += room.topology_or_none.router.peer_connections()
+        return MediaStats(sessions_by_room_type=sessions, peer_connections=pcs, rtp_packets_received=packets)
 
     def _room_closed(self, room: MediaRoom) -> None:
         if self._rooms.get(room.room_sid) is room:
@@ -221,19 +239,20 @@ class SignalingService:
         if old is not None and old is not conn:
             await old.close(CLOSE_GOING_AWAY, "replaced by a new socket")
         room = session.room
+        peer_connections = await room.topology.resync(session)
         await session.send(
             Synced(
                 session=session.session_id,
                 sid=room.room_sid,
                 participant=SelfParticipant(sid=session.sid, identity=session.identity),
                 participants=room.view.connected(exclude=session.sid),
-                peer_connections=[PeerConnectionState(id=session.pc_id)],
+                peer_connections=peer_connections,
                 published=session.published_block(),
                 subscribed=session.subscribed_block(),
             )
         )
         await room.sync_local_tracks(session, sync.participant.tracks)
-        session.request_offer()
+        await room.topology.resynced(session)
         logger.info("room %s: participant %s resynced", room.room_sid, session.sid)
         return session
 
@@ -242,6 +261,7 @@ class SignalingService:
         session.conn = None
         if self._closing:
             return
+        session.room.topology.lost(session)
         logger.info("%s: socket lost; keeping the session for %d s", session, self._settings.session_timeout_s)
         self._expiry[session.session_id] = asyncio.create_task(self._expire(session))
 
@@ -267,7 +287,6 @@ class SignalingService:
     async def _drop(self, session: ParticipantSession) -> None:
         self._sessions.pop(session.session_id, None)
         await session.room.remove_session(session)
-        await session.close()
 
     async def close(self) -> None:
         """Shutdown: close every socket with 1001 (the SDK would reconnect), PCs and rooms."""

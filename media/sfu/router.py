@@ -74,6 +74,14 @@ class Router:
         self._on_offer_needed = on_offer_needed
         self._participants: dict[ParticipantSid, _Participant] = {}
         self._tracks: dict[TrackSid, PublishedTrack] = {}
+        self._retired_packets = 0
+
+    def packets_received(self) -> int:
+        """RTP packets received from publishers since the router was made (unpublished tracks included)."""
+        return self._retired_packets + sum(track.packets_received for track in self._tracks.values())
+
+    def peer_connections(self) -> int:
+        return len(self._participants)
 
     # --- participants ---------------------------------------------------------------------------
 
@@ -152,6 +160,7 @@ class Router:
             if self.unsubscribe(subscription.subscriber_sid, track_sid):
                 needing.add(subscription.subscriber_sid)
         track.retire()
+        self._retired_packets += track.packets_received
         del self._tracks[track_sid]
         owner = self._participants.get(track.participant_sid)
         if owner is not None:

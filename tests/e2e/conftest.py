@@ -141,3 +141,24 @@ def sdk_page(chromium: Any, sdk_origin: str) -> Iterator[Any]:
     page.wait_for_function("window.Twilio && window.Twilio.Video")
     yield page
     context.close()
+
+
+@pytest.fixture
+def sdk_pages(chromium: Any, sdk_origin: str) -> Iterator[Callable[..., Any]]:
+    """`sdk_pages(init_script=None)`: another page with the SDK loaded, each in a browser context of its own
+    (own fake camera and microphone); all closed at the end of the test."""
+    contexts: list[Any] = []
+
+    def _open(init_script: str | None = None) -> Any:
+        context = chromium.new_context()
+        contexts.append(context)
+        if init_script is not None:
+            context.add_init_script(script=init_script)
+        page = context.new_page()
+        page.goto(f"{sdk_origin}/sdk.html")
+        page.wait_for_function("window.Twilio && window.Twilio.Video")
+        return page
+
+    yield _open
+    for context in contexts:
+        context.close()

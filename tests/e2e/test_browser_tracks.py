@@ -9,14 +9,10 @@ fixed sleeps.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
-from twilio.jwt.access_token import AccessToken
-from twilio.jwt.access_token.grants import VideoGrant
-
-TIMEOUT_MS = 30_000
+from tests.e2e.browser_room import TIMEOUT_MS, token, wait_log
 
 CONNECT = """async ([token, wsServer, name, media]) => {
   window.log = [];
@@ -68,39 +64,10 @@ FRAMES = """(identity) => {
 FRAMES_ABOVE = "([identity, n]) => (" + FRAMES + ")(identity) > n"
 
 
-def token(service: Any, identity: str, room: str) -> str:
-    c = service.credentials
-    access = AccessToken(c["account_sid"], c["api_key_sid"], c["api_key_secret"], identity=identity)
-    access.add_grant(VideoGrant(room=room))
-    return str(access.to_jwt())
-
-
 def connect(page: Any, service: Any, identity: str, room: str, media: dict[str, Any]) -> dict[str, Any]:
     url = service.base_url.replace("http://", "ws://") + "/signaling"
     outcome: dict[str, Any] = page.evaluate(CONNECT, [token(service, identity, room), url, room, media])
     return outcome
-
-
-@pytest.fixture
-def open_page(chromium: Any, sdk_origin: str) -> Iterator[Callable[[], Any]]:
-    """`open_page()`: a page in a browser context of its own, with `Twilio.Video` loaded."""
-    contexts: list[Any] = []
-
-    def _open() -> Any:
-        context = chromium.new_context()
-        contexts.append(context)
-        page = context.new_page()
-        page.goto(f"{sdk_origin}/sdk.html")
-        page.wait_for_function("window.Twilio && window.Twilio.Video")
-        return page
-
-    yield _open
-    for context in contexts:
-        context.close()
-
-
-def wait_log(page: Any, entry: str) -> None:
-    page.wait_for_function("(entry) => window.log.includes(entry)", arg=entry, timeout=TIMEOUT_MS)
 
 
 def wait_log_prefix(page: Any, prefix: str) -> str:
@@ -124,9 +91,9 @@ def published_tracks(service: Any, room_sid: str, participant_sid: str) -> dict[
 
 
 def test_a_video_track_published_after_connect_reaches_the_other_participant_and_unpublishing_removes_it(
-    open_page: Callable[[], Any], running_service: Any
+    sdk_pages: Callable[..., Any], running_service: Any
 ) -> None:
-    alice, bob = open_page(), open_page()
+    alice, bob = sdk_pages(), sdk_pages()
     a = connect(alice, running_service, "alice", "later", AUDIO_ONLY)
     b = connect(bob, running_service, "bob", "later", AUDIO_AND_VIDEO)
     assert a["connected"] and b["connected"], (a, b)
@@ -157,9 +124,9 @@ def test_a_video_track_published_after_connect_reaches_the_other_participant_and
 
 
 def test_disabling_and_enabling_an_audio_track_reaches_the_other_participant_and_the_rest_api(
-    open_page: Callable[[], Any], running_service: Any
+    sdk_pages: Callable[..., Any], running_service: Any
 ) -> None:
-    alice, bob = open_page(), open_page()
+    alice, bob = sdk_pages(), sdk_pages()
     a = connect(alice, running_service, "alice", "mute", AUDIO_AND_VIDEO)
     b = connect(bob, running_service, "bob", "mute", AUDIO_AND_VIDEO)
     assert a["connected"] and b["connected"], (a, b)
@@ -186,10 +153,10 @@ def test_disabling_and_enabling_an_audio_track_reaches_the_other_participant_and
 
 
 def test_an_audio_only_room_connects_but_refuses_the_video_publication_with_53125(
-    open_page: Callable[[], Any], running_service: Any
+    sdk_pages: Callable[..., Any], running_service: Any
 ) -> None:
     room = running_service.client().video.v1.rooms.create(unique_name="radio", type="group", audio_only=True)
-    alice, bob = open_page(), open_page()
+    alice, bob = sdk_pages(), sdk_pages()
 
     a = connect(alice, running_service, "alice", "radio", AUDIO_AND_VIDEO)
 
@@ -220,10 +187,10 @@ def test_an_audio_only_room_connects_but_refuses_the_video_publication_with_5312
 
 
 def test_three_participants_each_decode_the_video_of_the_other_two(
-    open_page: Callable[[], Any], running_service: Any
+    sdk_pages: Callable[..., Any], running_service: Any
 ) -> None:
     names = ["alice", "bob", "carol"]
-    pages = {name: open_page() for name in names}
+    pages = {name: sdk_pages() for name in names}
     for name, page in pages.items():
         outcome = connect(page, running_service, name, "trio", AUDIO_AND_VIDEO)
         assert outcome["connected"], (name, outcome)
