@@ -8,20 +8,25 @@ participant's PeerConnection is stable (adding m-lines mid-negotiation breaks it
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from aiortc import RTCDataChannel
 from msgspec import UnsetType
 
 from domain.ids import ParticipantSid, TrackSid
 from media.session.sfu_peer import SfuPeer
 from media.sfu import Router, SfuConfig, UnknownTrackError
-from media.signaling.messages import PeerConnectionId, PeerConnectionState, RoomOptions
+from media.signaling.messages import PeerConnectionId, PeerConnectionState, RoomOptions, ServerUpdate, TrackId
 
 if TYPE_CHECKING:
     from media.session.media_room import MediaRoom
     from media.session.participant_session import ParticipantSession
+
+logger = logging.getLogger(__name__)
 
 
 class SfuTopology:
@@ -32,6 +37,7 @@ class SfuTopology:
         self.router = Router(room.room_sid, config, on_offer_needed=self._request_offer)
         self.peers: dict[ParticipantSid, SfuPeer] = {}
         self._on_closed = on_closed
+        self._sends: set[asyncio.Task[None]] = set()
 
     def options(self, session_timeout_s: int) -> RoomOptions:
         return RoomOptions(session_timeout=session_timeout_s, media_region="local")
@@ -43,7 +49,7 @@ class SfuTopology:
         return {
             track_sid: track_sid
             for track_sid in sorted(self.room.wanted_by(sid))
-            if self.router.subscription(sid, track_sid) is not None
+            if self.router.is_subscribed(sid, track_sid)
         }
 
     # --- sessions ---------------------------------------------------------------------------------
@@ -52,6 +58,7 @@ class SfuTopology:
         pc_id = offer.id if offer is not None else PeerConnectionId(str(uuid.uuid4()))
         peer = self.peers[session.sid] = SfuPeer(session, self.router, pc_id)
         self.router.add_participant(session.sid, peer.pc)
+        peer.pc.on("datachannel", lambda channel: self._data_channel(session, channel))
         if offer is None or isinstance(offer.description, UnsetType):
             return []
         answer = await peer.answer(offer.description)
@@ -114,6 +121,15 @@ class SfuTopology:
         for sid in needing:
             self._request_offer(sid)
 
+    def _data_channel(self, session: ParticipantSession, channel: RTCDataChannel) -> None:
+        """A data track's channel from its publisher (labelled with the client's track id)."""
+        track_sid = session.published.get(TrackId(channel.label))
+        if track_sid is None or session.sid not in self.peers:
+            logger.info("%s: data channel %r matches no published track; ignored", session, channel.label)
+            return
+        self.router.publish_data_track(session.sid, track_sid, channel)
+        self.reconcile_all()
+
     def reconcile(self, sid: ParticipantSid) -> None:
         """Make the router forward exactly the wanted tracks whose upstream it knows."""
         peer = self.peers.get(sid)
@@ -121,15 +137,22 @@ class SfuTopology:
             return  # retried once its negotiation is over
         wanted = self.room.wanted_by(sid)
         for track_sid in sorted(wanted):
-            try:
-                self.router.published_track(track_sid)
-            except UnknownTrackError:
-                continue  # the publisher's offer is not applied yet: retried when it is
-            self.router.subscribe(sid, track_sid, track_sid)
+            if self.router.has_track(track_sid):  # else the publisher's offer or channel is still to come
+                self.router.subscribe(sid, track_sid, track_sid)
         for track_sid in self.room.track_sids():
-            if track_sid not in wanted and self.router.subscription(sid, track_sid) is not None:
+            if track_sid not in wanted and self.router.is_subscribed(sid, track_sid):
                 self.router.unsubscribe(sid, track_sid)
-        peer.request_offer()
+        if self.router.needs_offer(sid):
+            peer.request_offer()  # the offer carries the new `subscribed`
+        else:
+            self._push_subscribed(peer.session)  # e.g. a data channel on an SCTP transport already negotiated
+
+    def _push_subscribed(self, session: ParticipantSession) -> None:
+        block = session.subscribed_changed()
+        if block is not None:
+            task = asyncio.create_task(session.send(ServerUpdate(subscribed=block)))
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
 
     def reconcile_all(self) -> None:
         for sid in list(self.peers):

@@ -21,9 +21,10 @@ Typical use by the session layer:
 4. `remove_participant(sid)` when the participant leaves; it returns the subscribers whose
    PeerConnections now need an offer (their m-lines for its tracks went idle).
 
-Data tracks are not forwarded yet. They would fit as a `PublishedDataTrack` fed by the publisher's
-`RTCDataChannel` "message" events, fanning out to one SFU-created channel per subscriber (same
-ordered / maxRetransmits / maxPacketLifeTime), with the same publish/subscribe calls here.
+Data tracks (data_track.py) come in as the publisher's RTCDataChannels, not m-lines:
+`publish_data_track(sid, track_sid, channel)` when the channel arrives; `subscribe`/`unsubscribe`
+serve them like media tracks (the subscriber gets a channel labelled `msid_track_id`; it needs an
+offer only when its PeerConnection has no SCTP transport yet).
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from aiortc import RTCBundlePolicy, RTCPeerConnection
+from aiortc import RTCBundlePolicy, RTCDataChannel, RTCPeerConnection
 from aiortc.codecs import is_rtx
 
 from domain.ids import ParticipantSid, RoomSid, TrackSid
 from media.sfu import hooks
 from media.sfu.config import SfuConfig
+from media.sfu.data_track import PublishedDataTrack
 from media.sfu.errors import SfuError, UnknownMidError, UnknownParticipantError, UnknownTrackError
 from media.sfu.idle_track import IdleTrack
 from media.sfu.published_track import PublishedTrack
@@ -54,6 +56,8 @@ class _Participant:
     published: dict[TrackSid, PublishedTrack] = field(default_factory=dict)
     slots: list[Subscription] = field(default_factory=list)
     subscribed: dict[TrackSid, Subscription] = field(default_factory=dict)
+    data_published: set[TrackSid] = field(default_factory=set)
+    data_subscribed: set[TrackSid] = field(default_factory=set)
     needs_offer: bool = False
 
 
@@ -75,6 +79,7 @@ class Router:
         self._participants: dict[ParticipantSid, _Participant] = {}
         self._tracks: dict[TrackSid, PublishedTrack] = {}
         self._retired_packets = 0
+        self._data: dict[TrackSid, PublishedDataTrack] = {}
 
     def packets_received(self) -> int:
         """RTP packets received from publishers since the router was made (unpublished tracks included)."""
@@ -103,8 +108,10 @@ class Router:
         PeerConnection is the caller's). Returns the other participants that now need an offer."""
         participant = self._participant(participant_sid)
         needing: set[ParticipantSid] = set()
-        for track_sid in list(participant.published):
+        for track_sid in [*participant.published, *participant.data_published]:
             needing |= self.unpublish_track(track_sid)
+        for track_sid in list(participant.data_subscribed):
+            self._data[track_sid].unsubscribe(participant_sid)
         for subscription in participant.slots:
             subscription.detach()
         del self._participants[participant_sid]
@@ -152,8 +159,28 @@ class Router:
             )
         return registered
 
+    def publish_data_track(self, participant_sid: ParticipantSid, track_sid: TrackSid, channel: RTCDataChannel) -> None:
+        """Register the publisher's RTCDataChannel of data track `track_sid` (its label is the client's track id)."""
+        participant = self._participant(participant_sid)
+        if track_sid in self._data:
+            return
+        self._data[track_sid] = PublishedDataTrack(participant_sid, track_sid, channel)
+        participant.data_published.add(track_sid)
+        logger.info("room %s: participant %s publishes data track %s", self.room_sid, participant_sid, track_sid)
+
+    def has_track(self, track_sid: TrackSid) -> bool:
+        """Whether the router can forward `track_sid` (its media m-line or data channel has arrived)."""
+        return track_sid in self._tracks or track_sid in self._data
+
     def unpublish_track(self, track_sid: TrackSid) -> set[ParticipantSid]:
         """Stop forwarding a track and unsubscribe everyone from it; returns who needs an offer."""
+        data = self._data.pop(track_sid, None)
+        if data is not None:
+            data.retire()
+            for participant in self._participants.values():
+                participant.data_subscribed.discard(track_sid)
+                participant.data_published.discard(track_sid)
+            return set()
         track = self.published_track(track_sid)
         needing: set[ParticipantSid] = set()
         for subscription in track.subscriptions:
@@ -184,6 +211,15 @@ class Router:
         (False if it was already subscribed).
         """
         participant = self._participant(subscriber_sid)
+        data = self._data.get(track_sid)
+        if data is not None:
+            if track_sid in participant.data_subscribed:
+                return False
+            participant.data_subscribed.add(track_sid)
+            if data.subscribe(subscriber_sid, participant.pc, msid_track_id):
+                self._offer_needed(participant)
+                return True
+            return False
         track = self.published_track(track_sid)
         if track_sid in participant.subscribed:
             return False
@@ -201,12 +237,21 @@ class Router:
         """Stop forwarding `track_sid` to the subscriber; its m-line goes idle (recvonly) and will be
         recycled. Returns True when the subscriber's PeerConnection needs an offer."""
         participant = self._participant(subscriber_sid)
+        if track_sid in participant.data_subscribed:
+            participant.data_subscribed.discard(track_sid)
+            self._data[track_sid].unsubscribe(subscriber_sid)
+            return False
         subscription = participant.subscribed.pop(track_sid, None)
         if subscription is None:
             return False
         subscription.detach()
         self._offer_needed(participant)
         return True
+
+    def is_subscribed(self, subscriber_sid: ParticipantSid, track_sid: TrackSid) -> bool:
+        """Whether `track_sid` (media or data) is forwarded to the subscriber."""
+        participant = self._participant(subscriber_sid)
+        return track_sid in participant.subscribed or track_sid in participant.data_subscribed
 
     def subscription(self, subscriber_sid: ParticipantSid, track_sid: TrackSid) -> Subscription | None:
         """The subscriber's subscription to a track (mid, msid track id, counters), if any."""

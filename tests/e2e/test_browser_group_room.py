@@ -17,10 +17,13 @@ from tests.e2e.browser_room import (
     connect,
     media_metrics,
     signaling_url,
+    start_sending_data,
     token,
     wait_log,
     wait_media_grows,
 )
+
+AUDIO_ONLY = {"audio": True, "video": False}
 
 
 @pytest.fixture
@@ -116,3 +119,30 @@ def test_a_second_connect_with_the_same_identity_disconnects_the_first_with_5320
 
     assert two["connected"], two
     wait_log(first, "disconnected:53205")
+
+
+def test_data_track_messages_reach_every_other_participant_through_the_sfu(
+    sdk_pages: Callable[..., Any], running_service: Any
+) -> None:
+    pages = {name: sdk_pages() for name in ("alice", "bob", "carol")}
+    outcomes = {name: connect(page, running_service, name, "chat", AUDIO_ONLY) for name, page in pages.items()}
+    assert all(o["connected"] for o in outcomes.values()), outcomes
+
+    start_sending_data(pages["alice"], "hello from alice")
+    start_sending_data(pages["bob"], "hello from bob")
+
+    for name in ("bob", "carol"):
+        wait_log(pages[name], "trackSubscribed:alice:data")
+        wait_log(pages[name], "message:alice:hello from alice")
+    wait_log(pages["alice"], "message:bob:hello from bob")
+    wait_log(pages["carol"], "message:bob:hello from bob")
+    room = running_service.client().video.v1.rooms(outcomes["alice"]["sid"])
+    published = room.participants(outcomes["alice"]["participantSid"]).published_tracks.list()
+    assert sorted(t.kind for t in published) == ["audio", "data"]
+
+    pages["alice"].evaluate("clearInterval(window.sending)")
+    pages["alice"].evaluate(
+        "window.room.localParticipant.dataTracks.forEach((p) => window.room.localParticipant.unpublishTrack(p.track))"
+    )
+    wait_log(pages["carol"], "trackUnsubscribed:alice:data")
+    wait_log(pages["carol"], "trackUnpublished:alice:data")
