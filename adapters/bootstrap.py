@@ -340,7 +340,7 @@ def build_signaling(config: Config, nc: Any) -> SignalingService:
     from media.session.signaling_service import SignalingService
 
     use_ice_host_addresses(config.media_ice_hosts)
-    return SignalingService(EngineLink(nc))
+    return SignalingService(EngineLink(nc), ice_servers=config.ice_server_settings())
 
 
 def demo_routes(config: Config) -> list[RouteDef]:

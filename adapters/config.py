@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from domain.settings import AccountPolicy
+from media.session.ice_servers import DEFAULT_TTL_S, MAX_TTL_S, MIN_TTL_S, IceServerSettings
 
 DEFAULT_HTTP = "127.0.0.1:8080"
 DEFAULT_STATE_DIR = ".openrooms"
@@ -74,7 +75,26 @@ class Config:
     sdk_dir: Path | None = None
     """`OPENROOMS_SDK_DIR`: the twilio-video `dist` directory the demo page's `/sdk/twilio-video.min.js` comes
     from; by default `<state dir>/sdk/node_modules/twilio-video/dist` (`npm install --prefix <state dir>/sdk`)."""
+    stun_urls: tuple[str, ...] = ()
+    """`OPENROOMS_STUN_URLS`: STUN servers for peer-to-peer and go rooms (comma-separated `stun:host:port`)."""
+    turn_urls: tuple[str, ...] = ()
+    """`OPENROOMS_TURN_URLS`: TURN servers for peer-to-peer and go rooms (comma-separated `turn:`/`turns:` URLs);
+    they need `turn_secret`."""
+    turn_secret: str | None = field(default=None, repr=False)
+    """`OPENROOMS_TURN_SECRET`: the secret shared with the TURN server (coturn's `static-auth-secret`)."""
+    turn_ttl_seconds: int = DEFAULT_TTL_S
+    """`OPENROOMS_TURN_TTL`: how long handed-out TURN credentials stay valid, in seconds (60..604800; default a
+    day, since clients ask once per session: docs/turn.md)."""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def ice_server_settings(self) -> IceServerSettings:
+        """The STUN/TURN servers and credential settings that signaling hands out in `iced`."""
+        return IceServerSettings(
+            stun_urls=self.stun_urls,
+            turn_urls=self.turn_urls,
+            turn_secret=self.turn_secret,
+            ttl_s=self.turn_ttl_seconds,
+        )
 
 
 def _pick(flag: Any, env: Mapping[str, str], name: str, default: Any = None) -> Any:
@@ -164,7 +184,7 @@ def load_config(
         default_record_participants_on_connect=_bool(environ.get("OPENROOMS_RECORD_PARTICIPANTS_ON_CONNECT"), False),
         max_go_participants=int(environ.get("OPENROOMS_MAX_GO_PARTICIPANTS", "500")),
     )
-    return Config(
+    config = Config(
         state_dir=directory,
         store_url=store_url,
         http=http_addr,
@@ -190,7 +210,39 @@ def load_config(
         sdk_dir=Path(environ.get("OPENROOMS_SDK_DIR") or directory / "sdk" / "node_modules" / "twilio-video" / "dist")
         .expanduser()
         .resolve(),
+        stun_urls=_urls(environ.get("OPENROOMS_STUN_URLS", "")),
+        turn_urls=_urls(environ.get("OPENROOMS_TURN_URLS", "")),
+        turn_secret=environ.get("OPENROOMS_TURN_SECRET") or None,
+        turn_ttl_seconds=_turn_ttl(environ.get("OPENROOMS_TURN_TTL") or str(DEFAULT_TTL_S)),
     )
+    _check_ice_servers(config)
+    return config
+
+
+def _urls(value: str) -> tuple[str, ...]:
+    return tuple(u.strip() for u in value.split(",") if u.strip())
+
+
+def _turn_ttl(value: str) -> int:
+    try:
+        seconds = int(value)
+    except ValueError as exc:
+        raise ValueError(f"OPENROOMS_TURN_TTL must be a whole number of seconds, got {value!r}") from exc
+    if not MIN_TTL_S <= seconds <= MAX_TTL_S:
+        raise ValueError(f"OPENROOMS_TURN_TTL must be {MIN_TTL_S}..{MAX_TTL_S} seconds, got {seconds}")
+    return seconds
+
+
+def _check_ice_servers(config: Config) -> None:
+    """Refuse at startup what clients could not use (bad URL schemes, TURN without a secret)."""
+    if config.turn_urls and not config.turn_secret:
+        raise ValueError(
+            "OPENROOMS_TURN_URLS needs OPENROOMS_TURN_SECRET (coturn's static-auth-secret) to hand out credentials"
+        )
+    try:
+        config.ice_server_settings()
+    except ValueError as exc:
+        raise ValueError(f"OPENROOMS_STUN_URLS/OPENROOMS_TURN_URLS: {exc}") from exc
 
 
 def _choice(value: str, allowed: tuple[str, ...]) -> str:

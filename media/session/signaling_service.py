@@ -2,7 +2,9 @@
 
     app.add_routes([signaling_route(service.handle)])
 
-* `ice` (hello body when the app gave no `iceServers`) → `iced` with no servers (TURN: later).
+* `ice` (hello body when the app gave no `iceServers`) → `iced` with the configured STUN servers and
+  TURN servers with time-limited credentials for the token's identity (ice_servers.py); the token
+  is verified first (a bad one gets its 201xx error). With none configured, `iced` lists none.
 * `connect` → the token is verified by the engine (`rooms.qry.verify_token`, room = connect.name);
   a refusal is an RSP `error` with its code (20101-20107), which rejects `connect()`. Then
   `rooms.cmd.connect_participant`, the participant's PeerConnection (MAX_BUNDLE) joins the room's
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +35,7 @@ from msgspec import UNSET
 from domain.ids import ParticipantSid, RoomSid, TrackSid
 from media.session.engine_link import EngineLink
 from media.session.errors import EngineError, SessionError
+from media.session.ice_servers import IceServerSettings, ice_servers
 from media.session.media_room import MediaRoom
 from media.session.mesh_topology import PEER_LOSS_GRACE_S, MeshTopology
 from media.session.participant_session import ParticipantSession
@@ -75,10 +79,15 @@ class SignalingService:
     """Every signaling session of this process, and the rooms they are in."""
 
     def __init__(
-        self, link: EngineLink, settings: SessionSettings | None = None, sfu_config: SfuConfig | None = None
+        self,
+        link: EngineLink,
+        settings: SessionSettings | None = None,
+        sfu_config: SfuConfig | None = None,
+        ice_servers: IceServerSettings | None = None,
     ) -> None:
         self._link = link
         self._settings = settings or SessionSettings()
+        self._ice_servers = ice_servers or IceServerSettings()
         self._sfu_config = sfu_config
         self._rooms: dict[RoomSid, MediaRoom] = {}
         self._sessions: dict[SessionId, ParticipantSession] = {}
@@ -112,13 +121,21 @@ class SignalingService:
 
     async def _open(self, conn: TcmpConnection, message: ClientMessage) -> ParticipantSession | None:
         if isinstance(message, IceRequest):
-            await conn.send(Iced(ice_servers=[]))
+            await conn.send(await self._iced(message))
             return None
         if isinstance(message, Connect):
             return await self._connect(conn, message)
         if isinstance(message, Sync):
             return await self._sync(conn, message)
         return None  # update/disconnect without a session: nothing to do
+
+    async def _iced(self, request: IceRequest) -> Iced:
+        """STUN/TURN servers with TURN credentials for the token's identity (a bad token: its 201xx error)."""
+        if not self._ice_servers.stun_urls and not self._ice_servers.turn_urls:
+            return Iced(ice_servers=[])
+        token = request.token if isinstance(request.token, str) else ""
+        grant = await self._link.query("verify_token", token=token, room=None)
+        return Iced(ice_servers=ice_servers(self._ice_servers, str(grant["identity"]), time.time()))
 
     # --- connect ------------------------------------------------------------------------------------
 

@@ -36,7 +36,9 @@ CONNECT = """async ([token, wsServer, name, options]) => {
   };
   try {
     const defaults = {name, wsServer, iceServers: [], insights: false};
-    const room = await Twilio.Video.connect(token, Object.assign(defaults, options));
+    const merged = Object.assign(defaults, options);
+    if (merged.iceServers === null) delete merged.iceServers;  // the SDK then asks the server (`iced`)
+    const room = await Twilio.Video.connect(token, merged);
     window.room = room;
     room.participants.forEach((p) => { log(`present:${p.identity}`); watch(p); });
     room.on('participantConnected', (p) => { log(`participantConnected:${p.identity}`); watch(p); });
@@ -107,6 +109,22 @@ HOLD_SOCKETS = """(() => {
   };
 })();"""
 DROP_SIGNALING = "window.sockets.filter((ws) => ws.url.endsWith('/signaling')).forEach((ws) => ws.close(4000))"
+
+
+SELECTED_CANDIDATE_TYPES = """async () => {
+  // The candidate types (host, srflx, relay) of the selected pair of each of the SDK's PeerConnections.
+  const pcs = Array.from(window.room._signaling._peerConnectionManager._peerConnections.values());
+  const types = [];
+  for (const pc of pcs.map((p) => p._peerConnection)) {
+    const stats = await pc.getStats();
+    stats.forEach((r) => {
+      if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') {
+        types.push([stats.get(r.localCandidateId).candidateType, stats.get(r.remoteCandidateId).candidateType]);
+      }
+    });
+  }
+  return types;
+}"""
 
 
 def token(service: Any, identity: str, room: str, secret: str | None = None) -> str:

@@ -1,0 +1,69 @@
+"""Peer-to-peer media through a real coturn, with the TURN credentials openrooms hands out in `iced`.
+
+The service is configured with a coturn started by the test (tests/coturn.py: Debian's
+`turnserver`, TURN REST API secret). The pages connect WITHOUT `iceServers`, so the SDK asks
+openrooms for ICE servers and gets the TURN server with time-limited credentials, and with
+`iceTransportPolicy: 'relay'`, so media can only flow through the relay. Expired and forged
+credentials are refused by coturn: tests/integration/test_turn_relay.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.coturn import Coturn, ensure_coturn
+from tests.e2e.browser_room import (
+    AUDIO_AND_VIDEO,
+    CONNECT,
+    SELECTED_CANDIDATE_TYPES,
+    connect,
+    signaling_url,
+    token,
+    wait_media_grows,
+)
+from tests.e2e.conftest import MEDIA_ENV
+
+SECRET = "turn-secret-for-the-e2e-test"
+RELAY_ONLY = {**AUDIO_AND_VIDEO, "iceServers": None, "iceTransportPolicy": "relay"}
+
+
+@pytest.fixture
+def turn_service(start: Callable[..., Any], tmp_path: Path) -> Iterator[tuple[Any, Coturn]]:
+    ensure_coturn()
+    with Coturn(tmp_path / "coturn", secret=SECRET) as coturn:
+        env = {**MEDIA_ENV, "OPENROOMS_TURN_URLS": coturn.url, "OPENROOMS_TURN_SECRET": SECRET}
+        service = start(tmp_path / "state", env=env)
+        yield service, coturn
+        assert service.process.stop() == 0, service.process.stderr()
+
+
+def test_two_browsers_in_a_peer_to_peer_room_talk_through_turn_with_handed_out_credentials(
+    sdk_pages: Callable[..., Any], turn_service: tuple[Any, Coturn]
+) -> None:
+    service, coturn = turn_service
+    service.client().video.v1.rooms.create(unique_name="relayed", type="peer-to-peer")
+    alice, bob = sdk_pages(), sdk_pages()
+
+    assert connect(alice, service, "alice", "relayed", RELAY_ONLY)["connected"]
+    assert connect(bob, service, "bob", "relayed", RELAY_ONLY)["connected"]
+
+    wait_media_grows(alice, "bob")
+    wait_media_grows(bob, "alice")
+    for page in (alice, bob):
+        assert {tuple(pair) for pair in page.evaluate(SELECTED_CANDIDATE_TYPES)} == {("relay", "relay")}
+    assert ":alice" in coturn.log() and ":bob" in coturn.log()  # the usernames `iced` made: <expiry>:<identity>
+
+
+def test_turn_credentials_are_not_handed_to_a_forged_token(
+    sdk_pages: Callable[..., Any], turn_service: tuple[Any, Coturn]
+) -> None:
+    service, _coturn = turn_service
+    forged = token(service, "mallory", "relayed", secret="not-the-secret-not-the-secret-12")
+
+    outcome = sdk_pages().evaluate(CONNECT, [forged, signaling_url(service), "relayed", RELAY_ONLY])
+
+    assert outcome == {"connected": False, "code": 20107, "message": outcome["message"]}
