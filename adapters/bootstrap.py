@@ -34,7 +34,7 @@ from domain.ids import SidSource
 if TYPE_CHECKING:
     from aiohttp.web import RouteDef
 
-    from media.session.signaling_service import SignalingService
+    from media.worker.plane import MediaPlane
 
 logger = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
@@ -224,6 +224,8 @@ class Service:
         engine_stopping = asyncio.Event()
         http = None
         try:
+            if signaling is not None:
+                await signaling.start()
             http = await serve_http(app, host, int(port), access_log=self.config.access_log)
             self.http_port = int(http.addresses[0][1])
             base = self.config.public_url or f"http://{host}:{self.http_port}"
@@ -333,14 +335,19 @@ def build_service(config: Config) -> Service:
     return Service(config, engine, server, url, keyring)
 
 
-def build_signaling(config: Config, nc: Any) -> SignalingService:
-    """The media role: `/signaling` sessions and the in-process SFU, talking to the engine over `nc`."""
+def build_signaling(config: Config, nc: Any) -> MediaPlane:
+    """The media role: `/signaling` sessions and the in-process SFU, talking to the engine over `nc`,
+    registered as a media worker (rooms placed on it; others' rooms bridged to their workers)."""
     from media.session.engine_link import EngineLink
     from media.session.ice_hosts import use_ice_host_addresses
     from media.session.signaling_service import SignalingService
+    from media.worker.plane import MediaPlane
+    from media.worker.registry import new_worker_id
 
     use_ice_host_addresses(config.media_ice_hosts)
-    return SignalingService(EngineLink(nc), ice_servers=config.ice_server_settings())
+    worker_id = new_worker_id()
+    service = SignalingService(EngineLink(nc), ice_servers=config.ice_server_settings(), worker_id=worker_id)
+    return MediaPlane(nc, service, worker_id)
 
 
 def demo_routes(config: Config) -> list[RouteDef]:

@@ -65,6 +65,8 @@ class MediaRoom:
         on_closed: Callable[[MediaRoom], None] | None = None,
     ) -> None:
         self.room_sid = room_sid
+        self.name = ""
+        """The room's name as clients connect to it (placement's key)."""
         self.link = link
         self.view = RoomView()
         self.sessions: dict[ParticipantSid, ParticipantSession] = {}

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from msgspec import UNSET
 
 from domain.ids import ParticipantSid, TrackSid
+from media.signaling.connection import Connection
 from media.signaling.errors import SignalingError
 from media.signaling.messages import (
     ClientUpdate,
@@ -27,7 +28,6 @@ from media.signaling.messages import (
     TrackError,
     TrackId,
 )
-from media.signaling.tcmp import TcmpConnection
 
 if TYPE_CHECKING:
     from media.session.media_room import MediaRoom
@@ -43,7 +43,7 @@ class ParticipantSession:
         self.room = room
         self.sid = participant_sid
         self.identity = identity
-        self.conn: TcmpConnection | None = None
+        self.conn: Connection | None = None
         self.ready = False
         """True once `connected` was sent: updates and offers may go out."""
         self.ended = False

@@ -27,6 +27,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,7 @@ from media.session.sfu_topology import SfuTopology
 from media.session.stats import MediaStats
 from media.session.topology import Topology
 from media.sfu import Router, SfuConfig
+from media.signaling.connection import Connection
 from media.signaling.errors import ConnectionClosedError, SignalingError
 from media.signaling.messages import (
     ClientMessage,
@@ -58,7 +60,7 @@ from media.signaling.messages import (
     Sync,
     Synced,
 )
-from media.signaling.tcmp import CLOSE_GOING_AWAY, TcmpConnection
+from media.signaling.tcmp import CLOSE_GOING_AWAY
 
 logger = logging.getLogger(__name__)
 TRACK_KIND_NOT_SUPPORTED = 53125
@@ -84,8 +86,13 @@ class SignalingService:
         settings: SessionSettings | None = None,
         sfu_config: SfuConfig | None = None,
         ice_servers: IceServerSettings | None = None,
+        worker_id: str = "",
     ) -> None:
+        """`worker_id` starts every session id (the front routes a `sync` by it)."""
         self._link = link
+        self._worker_id = worker_id
+        self.on_room_closed: Callable[[str], None] | None = None
+        """Called with a room's name when its last session here ended (placement releases it)."""
         self._settings = settings or SessionSettings()
         self._ice_servers = ice_servers or IceServerSettings()
         self._sfu_config = sfu_config
@@ -97,7 +104,7 @@ class SignalingService:
 
     # --- the handler --------------------------------------------------------------------------------
 
-    async def handle(self, conn: TcmpConnection) -> None:
+    async def handle(self, conn: Connection) -> None:
         """Run one socket's RSP conversation (see the module docstring)."""
         session: ParticipantSession | None = None
         try:
@@ -119,9 +126,9 @@ class SignalingService:
             if session is not None and not session.ended and session.conn is conn:
                 self._detach(session)
 
-    async def _open(self, conn: TcmpConnection, message: ClientMessage) -> ParticipantSession | None:
+    async def _open(self, conn: Connection, message: ClientMessage) -> ParticipantSession | None:
         if isinstance(message, IceRequest):
-            await conn.send(await self._iced(message))
+            await conn.send(await self.iced(message))
             return None
         if isinstance(message, Connect):
             return await self._connect(conn, message)
@@ -129,7 +136,7 @@ class SignalingService:
             return await self._sync(conn, message)
         return None  # update/disconnect without a session: nothing to do
 
-    async def _iced(self, request: IceRequest) -> Iced:
+    async def iced(self, request: IceRequest) -> Iced:
         """STUN/TURN servers with TURN credentials for the token's identity (a bad token: its 201xx error)."""
         if not self._ice_servers.stun_urls and not self._ice_servers.turn_urls:
             return Iced(ice_servers=[])
@@ -139,7 +146,7 @@ class SignalingService:
 
     # --- connect ------------------------------------------------------------------------------------
 
-    async def _connect(self, conn: TcmpConnection, connect: Connect) -> ParticipantSession:
+    async def _connect(self, conn: Connection, connect: Connect) -> ParticipantSession:
         grant = await self._link.query("verify_token", token=connect.token, room=connect.name)
         room_name = connect.name or grant.get("room")
         if not room_name:
@@ -150,8 +157,9 @@ class SignalingService:
             str(room_name), str(grant["identity"]), automatic, connect.participant.tracks
         )
         participant_sid = ParticipantSid(str(result["sid"]))
-        room = await self._room(RoomSid(str(result["room_sid"])))
-        session = ParticipantSession(SessionId(f"SS{uuid.uuid4().hex}"), room, participant_sid, str(result["identity"]))
+        room = await self._room(RoomSid(str(result["room_sid"])), str(room_name))
+        session_id = SessionId(f"SS{self._worker_id}{uuid.uuid4().hex}")
+        session = ParticipantSession(session_id, room, participant_sid, str(result["identity"]))
         for track, track_sid in zip(tracks, result.get("published_track_sids", []), strict=False):
             session.record_published(track.id, TrackSid(str(track_sid)))
         for track in refused:
@@ -210,10 +218,11 @@ class SignalingService:
             tracks=[{"name": t.name, "kind": t.kind, "enabled": t.enabled, "priority": t.priority} for t in tracks],
         )  # fmt: skip
 
-    async def _room(self, room_sid: RoomSid) -> MediaRoom:
+    async def _room(self, room_sid: RoomSid, name: str) -> MediaRoom:
         room = self._rooms.get(room_sid)
         if room is None or room.closed:
             room = MediaRoom(room_sid, self._link, self._topology, on_closed=self._room_closed)
+            room.name = name
             self._rooms[room_sid] = room
             await room.start()
         return room
@@ -241,10 +250,17 @@ class SignalingService:
     def _room_closed(self, room: MediaRoom) -> None:
         if self._rooms.get(room.room_sid) is room:
             del self._rooms[room.room_sid]
+        if self.on_room_closed is not None and room.name:
+            self.on_room_closed(room.name)
+
+    @property
+    def load(self) -> int:
+        """Sessions in this process (where placement puts new rooms: the least loaded worker)."""
+        return len(self._sessions)
 
     # --- reconnect ----------------------------------------------------------------------------------
 
-    async def _sync(self, conn: TcmpConnection, sync: Sync) -> ParticipantSession:
+    async def _sync(self, conn: Connection, sync: Sync) -> ParticipantSession:
         session = self._sessions.get(sync.session)
         if session is None or session.ended:
             raise SessionError(f"unknown or expired session {sync.session}", code=53000)

@@ -2,7 +2,7 @@
 
     app.add_routes([signaling_route(handle_session)])
 
-    async def handle_session(conn: TcmpConnection) -> None:
+    async def handle_session(conn: Connection) -> None:
         async for message in conn:           # the hello's body (connect, sync or ice) comes first
             ...                              # await conn.send(Connected(...)), etc.
 
@@ -27,13 +27,14 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from media.signaling.connection import Connection
 from media.signaling.errors import ConnectionClosedError, SignalingError
 from media.signaling.messages import ErrorMessage
 from media.signaling.tcmp import CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, TcmpConfig, TcmpConnection
 
 logger = logging.getLogger(__name__)
 
-SessionHandler = Callable[[TcmpConnection], Awaitable[None]]
+SessionHandler = Callable[[Connection], Awaitable[None]]
 
 
 def signaling_route(
@@ -49,25 +50,35 @@ def signaling_route(
         conn = TcmpConnection(ws, config=tcmp_config, peer=request.remote or "?")
         try:
             await conn.accept(await conn.read_hello())
-            await handler(conn)
         except ConnectionClosedError:
-            pass
-        except SignalingError as exc:
-            await _report(conn, exc)
-        except asyncio.CancelledError:
-            await conn.close(CLOSE_GOING_AWAY, "server shutting down")
-            raise
-        except Exception:
-            logger.exception("signaling %s: session handler failed", conn)
-            await conn.close(CLOSE_INTERNAL_ERROR, "internal error")
-        finally:
             await conn.close()
+            return ws
+        await serve_session(handler, conn)
         return ws
 
     return web.get(path, signaling)
 
 
-async def _report(conn: TcmpConnection, error: SignalingError) -> None:
+async def serve_session(handler: SessionHandler, conn: Connection) -> None:
+    """Run `handler` on an accepted connection; what escapes it ends the connection as the module
+    docstring says. Also used where a media worker serves a connection bridged over NATS."""
+    try:
+        await handler(conn)
+    except ConnectionClosedError:
+        pass
+    except SignalingError as exc:
+        await _report(conn, exc)
+    except asyncio.CancelledError:
+        await conn.close(CLOSE_GOING_AWAY, "server shutting down")
+        raise
+    except Exception:
+        logger.exception("signaling %s: session handler failed", conn)
+        await conn.close(CLOSE_INTERNAL_ERROR, "internal error")
+    finally:
+        await conn.close()
+
+
+async def _report(conn: Connection, error: SignalingError) -> None:
     logger.warning("signaling %s: ending the session with error %d: %s", conn, error.code, error.message)
     try:
         await conn.send(ErrorMessage.from_error(error))

@@ -1,4 +1,5 @@
-"""Integration helpers: reading a store the way an auditor would (`log` fixture).
+"""Integration helpers: reading a store the way an auditor would (`log` fixture), and a
+nats-server per test module (`nats_url`).
 
 The stores themselves (`sqlite_store_url`, `postgres_store_url`) and `open_engine` are in
 tests/conftest.py.
@@ -6,11 +7,13 @@ tests/conftest.py.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from eventsourcing.persistence import Notification
 
+from adapters.nats.server import EmbeddedNatsServer
 from domain.engine import Engine, project
 from domain.room import Room
 
@@ -52,3 +55,14 @@ class StoreLog:
 @pytest.fixture
 def log() -> type[StoreLog]:
     return StoreLog
+
+
+@pytest.fixture(scope="module")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A nats-server with JetStream on a free loopback port, for this module's tests."""
+    server = EmbeddedNatsServer(tmp_path_factory.mktemp("nats"))
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()

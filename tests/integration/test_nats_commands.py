@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ from adapters.bootstrap import EngineService, build_engine_service
 from adapters.config import load_config
 from adapters.nats.command_service import CommandService
 from adapters.nats.query_service import QueryService
-from adapters.nats.server import EmbeddedNatsServer
 
 BASE = "https://video.example.test"
 TIMEOUT = 5.0
@@ -36,17 +35,6 @@ MISSING_PARTICIPANT = "PA" + "0" * 32
 MISSING_TRACK = "MT" + "0" * 32
 MISSING_RECORDING = "RT" + "0" * 32
 _command_ids = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A nats-server with JetStream on a free loopback port, for this module's tests."""
-    server = EmbeddedNatsServer(tmp_path_factory.mktemp("nats"))
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 class Caller:
