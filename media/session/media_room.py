@@ -36,7 +36,7 @@ from domain.ids import ParticipantSid, RoomSid, TrackSid
 from media.session.engine_link import EngineLink
 from media.session.errors import EngineError
 from media.session.participant_session import ParticipantSession
-from media.session.room_view import RoomView
+from media.session.room_view import ParticipantView, RoomView
 from media.session.topology import Topology
 from media.signaling.messages import (
     Disconnected,
@@ -221,10 +221,7 @@ class MediaRoom:
             self._set_type(str((event.get("settings") or {}).get("type", "group")))
         changed = self.view.apply(event)
         if changed is not None:
-            update = ServerUpdate(participants=[changed.state()])
-            for session in list(self.sessions.values()):
-                if session.ready and session.sid != changed.sid:
-                    await session.send(update)
+            await self._tell_others(changed)
         sid = ParticipantSid(str(event.get("participant_sid", "")))
         if name == "participant_connected":
             self._seen.setdefault(sid, asyncio.Event()).set()
@@ -243,6 +240,18 @@ class MediaRoom:
             for session in list(self.sessions.values()):
                 await self.end_session(session, Disconnected(status="completed"))
             await self.close()
+
+    async def set_reconnecting(self, session: ParticipantSession, reconnecting: bool) -> None:
+        """The session's socket dropped (True) or it is back with `sync` (False): the others are told."""
+        changed = self.view.set_reconnecting(session.sid, reconnecting)
+        if changed is not None:
+            await self._tell_others(changed)
+
+    async def _tell_others(self, changed: ParticipantView) -> None:
+        update = ServerUpdate(participants=[changed.state()])
+        for session in list(self.sessions.values()):
+            if session.ready and session.sid != changed.sid:
+                await session.send(update)
 
     async def _participant_disconnected(self, sid: ParticipantSid, reason: str) -> None:
         self._wanted.pop(sid, None)

@@ -22,6 +22,8 @@ class ParticipantView:
     identity: str
     revision: int = 1
     connected: bool = True
+    reconnecting: bool = False
+    """Its signaling socket dropped and the session waits for `sync` (the SDK's participantReconnecting)."""
     tracks: dict[TrackSid, TrackState] = field(default_factory=dict)
 
     def state(self) -> ParticipantState:
@@ -29,7 +31,7 @@ class ParticipantView:
             sid=self.sid,
             identity=self.identity,
             revision=self.revision,
-            state="connected" if self.connected else "disconnected",
+            state="disconnected" if not self.connected else "reconnecting" if self.reconnecting else "connected",
             tracks=list(self.tracks.values()),
         )
 
@@ -43,6 +45,15 @@ class RoomView:
     def connected(self, exclude: ParticipantSid | None = None) -> list[ParticipantState]:
         """The states of the connected participants (for `connected` and `synced`)."""
         return [p.state() for p in self.participants.values() if p.connected and p.sid != exclude]
+
+    def set_reconnecting(self, sid: ParticipantSid, reconnecting: bool) -> ParticipantView | None:
+        """Mark a connected participant reconnecting or back; the participant if that changed its state."""
+        view = self.participants.get(sid)
+        if view is None or not view.connected or view.reconnecting == reconnecting:
+            return None
+        view.reconnecting = reconnecting
+        view.revision += 1
+        return view
 
     def apply(self, event: dict[str, Any]) -> ParticipantView | None:
         """Apply one room event; the participant whose state changed, if any."""

@@ -286,6 +286,7 @@ class SignalingService:
         )
         await room.sync_local_tracks(session, sync.participant.tracks)
         await room.topology.resynced(session)
+        await room.set_reconnecting(session, False)
         logger.info("room %s: participant %s resynced", room.room_sid, session.sid)
         return session
 
@@ -299,6 +300,7 @@ class SignalingService:
         self._expiry[session.session_id] = asyncio.create_task(self._expire(session))
 
     async def _expire(self, session: ParticipantSession) -> None:
+        await session.room.set_reconnecting(session, True)
         await asyncio.sleep(self._settings.session_timeout_s)  # the reconnect window itself
         self._expiry.pop(session.session_id, None)
         if session.conn is None:

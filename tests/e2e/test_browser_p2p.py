@@ -179,6 +179,7 @@ def test_a_peer_offline_past_the_grace_is_unlinked_and_linked_again_when_it_retu
     alice.evaluate(DROP_SIGNALING)
 
     # Bob is told to close the link (not left on a dead one, which would disconnect him with 53405).
+    wait_log(bob, "participantReconnecting:alice")
     wait_log(bob, "trackUnsubscribed:alice:video")
     assert bob.evaluate("window.room.state") == "connected"
     assert count_log(bob, "trackSubscribed:alice:video") == 1
@@ -186,6 +187,7 @@ def test_a_peer_offline_past_the_grace_is_unlinked_and_linked_again_when_it_retu
     alice.evaluate("window.offline = false")
 
     wait_log(alice, "reconnected")
+    wait_log(bob, "participantReconnected:alice")
     wait_log_count(bob, "trackSubscribed:alice:video", 2)
     wait_media_grows(bob, "alice")
     wait_media_grows(alice, "bob")

@@ -47,6 +47,10 @@ def test_a_dropped_signaling_socket_reconnects_and_media_keeps_flowing(
     assert not [e for e in log if e.startswith(("disconnected", "participantDisconnected", "trackUnsubscribed"))]
     bob_log = bob.evaluate("window.log")
     assert not [e for e in bob_log if e.startswith(("disconnected", "participantDisconnected", "trackUnsubscribed"))]
+    wait_log(bob, "participantReconnected:alice")  # told of alice's reconnect, as on Twilio
+    assert bob_log.index("participantReconnecting:alice") < bob.evaluate("window.log").index(
+        "participantReconnected:alice"
+    )
     participants = running_service.client().video.v1.rooms(outcomes[0]["sid"]).participants.list(status="connected")
     assert {p.identity for p in participants} == {"alice", "bob"}
 
