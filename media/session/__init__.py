@@ -8,12 +8,17 @@
     sfu_topology.py         group rooms: the SFU router, one `SfuPeer` per participant
     sfu_peer.py             a participant's PeerConnection to the SFU and its negotiation
     mesh_topology.py        peer-to-peer and go rooms: relayed links between the clients
+    room_signals.py         group rooms' dominant speaker and network quality over the MSP channels
+    media_signaling.py      one participant's MSP channels (active_speaker, network_quality)
+    dominant_speaker.py     the detector, from RFC 6464 audio levels
+    network_quality.py      a participant's level 0-5 from its SDK's stats report
+    ice_servers.py          STUN/TURN servers and TURN REST API credentials for `iced`
     room_view.py            participants and tracks as clients are told, with revisions
     engine_link.py          commands, queries and events over NATS (the only way to the engine)
     stats.py                what the media plane holds, for /metrics
     ice_hosts.py            the ICE host-address setting (loopback for single-machine setups)
     errors.py               EngineError, SessionError
 
-Not yet: data tracks and media-signaling channels (dominant speaker, network quality,
-bandwidth profiles) in group rooms, server-side ICE restarts.
+Not yet: bandwidth profiles (track priority, switch-off, render hints), adaptive simulcast,
+server-side ICE restarts.
 """

@@ -19,6 +19,7 @@ from media.signaling.errors import SignalingError
 from media.signaling.messages import (
     ClientUpdate,
     LocalTrackState,
+    MediaSignalingGrant,
     Published,
     PublishedTrack,
     ServerMessage,
@@ -51,6 +52,10 @@ class ParticipantSession:
         self.failed: dict[TrackId, TrackError] = {}
         """Publications the engine refused (e.g. video in an audio-only room, 53125): `failed` in `published`."""
         self.local_tracks: dict[TrackId, LocalTrackState] = {}
+        self.requested_media_signaling: list[str] = []
+        """The MSP channels the connect asked for (`connect.media_signaling`)."""
+        self.media_signaling: dict[str, MediaSignalingGrant] = {}
+        """The ones the room's topology granted (`connected.media_signaling`)."""
         self._published_revision = 1
         self._subscribed_sent: dict[TrackSid, str] = {}
         self._subscribed_revision = 1

@@ -18,6 +18,7 @@ from aiortc import RTCDataChannel
 from msgspec import UnsetType
 
 from domain.ids import ParticipantSid, TrackSid
+from media.session.room_signals import RoomSignals
 from media.session.sfu_peer import SfuPeer
 from media.sfu import Router, SfuConfig, UnknownTrackError
 from media.signaling.messages import PeerConnectionId, PeerConnectionState, RoomOptions, ServerUpdate, TrackId
@@ -36,6 +37,7 @@ class SfuTopology:
         self.room = room
         self.router = Router(room.room_sid, config, on_offer_needed=self._request_offer)
         self.peers: dict[ParticipantSid, SfuPeer] = {}
+        self.signals = RoomSignals(room, self.router)
         self._on_closed = on_closed
         self._sends: set[asyncio.Task[None]] = set()
 
@@ -59,12 +61,16 @@ class SfuTopology:
         peer = self.peers[session.sid] = SfuPeer(session, self.router, pc_id)
         self.router.add_participant(session.sid, peer.pc)
         peer.pc.on("datachannel", lambda channel: self._data_channel(session, channel))
+        session.media_signaling = self.signals.add(session.sid, session.requested_media_signaling)
         if offer is None or isinstance(offer.description, UnsetType):
             return []
         answer = await peer.answer(offer.description)
         return [PeerConnectionState(id=pc_id, description=answer)] if answer is not None else []
 
     async def joined(self, session: ParticipantSession) -> None:
+        peer = self.peers.get(session.sid)
+        if peer is not None and self.signals.open(session.sid, peer.pc):
+            peer.renegotiate()  # the MSP channels need SCTP: a server offer adds it
         self.reconcile_all()
 
     async def on_peer_connections(self, session: ParticipantSession, entries: list[PeerConnectionState]) -> None:
@@ -94,12 +100,14 @@ class SfuTopology:
         peer = self.peers.pop(session.sid, None)
         if peer is None:
             return
+        self.signals.remove(session.sid)
         needing = self.router.remove_participant(session.sid)
         await peer.close()
         for sid in needing:
             self._request_offer(sid)
 
     async def close(self) -> None:
+        await self.signals.close()
         for peer in list(self.peers.values()):
             await peer.close()
         self.peers.clear()
@@ -142,7 +150,7 @@ class SfuTopology:
         for track_sid in self.room.track_sids():
             if track_sid not in wanted and self.router.is_subscribed(sid, track_sid):
                 self.router.unsubscribe(sid, track_sid)
-        if self.router.needs_offer(sid):
+        if self.router.needs_offer(sid) or peer.wants_offer:
             peer.request_offer()  # the offer carries the new `subscribed`
         else:
             self._push_subscribed(peer.session)  # e.g. a data channel on an SCTP transport already negotiated

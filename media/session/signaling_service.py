@@ -165,6 +165,8 @@ class SignalingService:
         for track in refused:
             session.record_failed(track.id, TRACK_KIND_NOT_SUPPORTED, "The track kind is not supported by the Room")
         session.local_tracks = {t.id: t for t in connect.participant.tracks}
+        if connect.media_signaling is not UNSET:
+            session.requested_media_signaling = list(connect.media_signaling)
         room.add_session(session)
         self._sessions[session.session_id] = session
         session.conn = conn
@@ -185,6 +187,7 @@ class SignalingService:
             peer_connections=peer_connections,
             published=session.published_block(),
             subscribed=session.subscribed_block(),
+            media_signaling=session.media_signaling or UNSET,
         )
         session.ready = True
         await session.send(connected)
