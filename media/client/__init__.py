@@ -8,11 +8,16 @@
     frames = FrameCounter(event.track)
     await room.disconnect()
 
-For tests, bots and load tests; one aiortc PeerConnection per participant, like the SDK.
+For tests, bots and load tests. Like the SDK, it works in every room type: one aiortc
+PeerConnection to the SFU in a group room, one per other participant in a peer-to-peer or go room
+(the server relays their descriptions; media goes client to client).
 
     connect.py          `connect()`: hello + connect, welcome, connected → `Room`
     room.py             `Room`: state, typed events, publish / unpublish / set_enabled / disconnect
-    negotiator.py       the PeerConnection and its offer/answer revisions (glare without rollback)
+    mesh.py             `Mesh`: the PeerConnections by id, opened and closed as the server says
+    negotiator.py       one PeerConnection and its offer/answer revisions (glare without rollback)
+    ice_box.py          a peer's trickled ICE candidates, by ufrag, until they can be added
+    track_relay.py      one local track sent on several PeerConnections (a copy each)
     tcmp.py             `TcmpClient`: the WebSocket, hello/welcome, heartbeats, watchdog, bye
     participant.py      local and remote participants and track publications
     event.py            the event types (ParticipantConnected, TrackSubscribed, Disconnected, ...)
@@ -21,7 +26,7 @@ For tests, bots and load tests; one aiortc PeerConnection per participant, like 
     frame_counter.py    drains a received track, counting frames
 
 Not supported: reconnect (`sync`) after a lost socket (the room ends with 53001), data tracks and
-media-signaling channels, trickle ICE (aiortc's SDP carries its candidates), ICE restarts,
+media-signaling channels, sending trickle ICE (aiortc's SDP carries its candidates), ICE restarts,
 `set_enabled` changing the media (it is signalled only).
 """
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from aiortc.mediastreams import MediaStreamTrack
 
 from media.client.errors import SignalingConnectionError, twilio_error
-from media.client.negotiator import Negotiator
+from media.client.mesh import Mesh
 from media.client.participant import LocalParticipant, LocalTrackPublication, track_kind
 from media.client.room import Room
 from media.client.tcmp import TcmpClient
@@ -47,16 +47,16 @@ async def connect(
     timeout: float = 15.0,
 ) -> Room:
     """Connect to `room_name` at the signaling `url` (ws:// or wss://.../signaling) with `token`."""
-    negotiator = Negotiator()
+    mesh = Mesh()
     tcmp: TcmpClient | None = None
     try:
         publications = [
-            LocalTrackPublication(
-                id=TrackId(track.id), kind=track_kind(track), name=track.id, track=track,
-                transceiver=negotiator.add_track(track),
-            )
+            LocalTrackPublication(id=TrackId(track.id), kind=track_kind(track), name=track.id, track=track)
             for track in tracks
-        ]  # fmt: skip
+        ]
+        for publication in publications:
+            mesh.add_track(publication.track)
+        negotiator = mesh.open()
         offer = await negotiator.first_offer()
         message = Connect(
             name=room_name,
@@ -82,13 +82,13 @@ async def connect(
             raise SignalingConnectionError(f"expected connected, got {type(first).__name__}", code=53003)
         local = LocalParticipant(sid=first.participant.sid, identity=first.participant.identity)
         local.tracks = {p.id: p for p in publications}
-        room = Room(tcmp, negotiator, first, local)
+        room = Room(tcmp, mesh, first, local)
         await room.start(first)
         return room
     except BaseException as exc:
         if tcmp is not None:
             await tcmp.close()
-        await negotiator.close()
+        await mesh.close()
         if isinstance(exc, TimeoutError):
             raise SignalingConnectionError(f"no connected within {timeout} s", code=53002) from exc
         raise

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from aiortc import RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamTrack
 
 from domain.ids import ParticipantSid, TrackSid
@@ -26,7 +25,6 @@ class LocalTrackPublication:
     kind: TrackKind
     name: str
     track: MediaStreamTrack
-    transceiver: RTCRtpTransceiver
     enabled: bool = True
     priority: TrackPriority = "standard"
     sid: TrackSid | None = None

@@ -10,10 +10,11 @@
 
 One task reads the server's RSP messages in order and applies each block the way the SDK does
 (protocol doc §2.2): a block only when its revision went up, `peer_connections` first (so the
-tracks of a server offer exist), then `published`, `participants`, `subscribed`; a subscription
+tracks of a remote offer exist), then `published`, `participants`, `subscribed`; a subscription
 becomes `TrackSubscribed` once the `subscribed` entry, the publication and the m-line whose msid
-is the entry's `id` are all known. Every event goes to `room.events` (an asyncio.Queue) and to
-`room.history`, which `wait_for` searches.
+is the entry's `id` are all known, on any PeerConnection. The PeerConnections are a `Mesh`
+(mesh.py): one to the SFU in a group room, one per peer in a peer-to-peer or go room. Every event
+goes to `room.events` (an asyncio.Queue) and to `room.history`, which `wait_for` searches.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from media.client.event import (
     TrackUnpublished,
     TrackUnsubscribed,
 )
-from media.client.negotiator import Negotiator
+from media.client.mesh import Mesh
 from media.client.participant import (
     LocalParticipant,
     LocalTrackPublication,
@@ -82,7 +83,7 @@ E = TypeVar("E", bound=RoomEvent)
 class Room:
     """A room the client is connected to (made by `connect`)."""
 
-    def __init__(self, tcmp: TcmpClient, negotiator: Negotiator, connected: Connected, local: LocalParticipant) -> None:
+    def __init__(self, tcmp: TcmpClient, mesh: Mesh, connected: Connected, local: LocalParticipant) -> None:
         self.sid: RoomSid = connected.sid
         self.name = connected.name
         self.session = connected.session
@@ -93,7 +94,7 @@ class Room:
         self.state = "connected"
         self.error: ClientError | None = None
         self._tcmp = tcmp
-        self._negotiator = negotiator
+        self._mesh = mesh
         self._revision = 1 + len(local.tracks)  # the SDK's participant revision: +1 per change
         self._published_revision = 0
         self._subscribed_revision = 0
@@ -109,7 +110,13 @@ class Room:
 
     @property
     def pc_connection_state(self) -> str:
-        return str(self._negotiator.pc.connectionState)
+        """The best state over the PeerConnections (`new` with none, as a lone P2P participant)."""
+        return self._mesh.connection_state
+
+    @property
+    def peer_connection_count(self) -> int:
+        """How many PeerConnections are open: 1 in a group room, one per linked peer in P2P and go rooms."""
+        return len(self._mesh.negotiators)
 
     async def start(self, connected: Connected) -> None:
         """Apply `connected`, then read the server's messages until the room ends."""
@@ -122,16 +129,14 @@ class Room:
     async def publish(
         self, track: MediaStreamTrack, name: str | None = None, timeout: float = 10.0
     ) -> LocalTrackPublication:
-        """Publish `track` (update + client offer); returns once the server gave it its MT sid."""
+        """Publish `track` (update + an offer on every PeerConnection); returns once the server gave it its MT sid."""
         self._check_connected()
         track_id = TrackId(track.id)
         if track_id in self.local_participant.tracks:
             raise ClientStateError(f"track {track_id} is already published")
         async with self._lock:
-            publication = LocalTrackPublication(
-                id=track_id, kind=track_kind(track), name=name or track_id, track=track,
-                transceiver=self._negotiator.add_track(track),
-            )  # fmt: skip
+            publication = LocalTrackPublication(id=track_id, kind=track_kind(track), name=name or track_id, track=track)
+            self._mesh.add_track(track)
             self.local_participant.tracks[track_id] = publication
             waiter = self._waiters[track_id] = asyncio.get_running_loop().create_future()
             self._revision += 1
@@ -145,8 +150,7 @@ class Room:
         async with self._lock:
             if self.local_participant.tracks.pop(publication.id, None) is None:
                 return
-            publication.transceiver.sender.replaceTrack(None)
-            publication.transceiver.direction = "recvonly"
+            self._mesh.remove_track(publication.id)
             self._revision += 1
             await self._send_update(offer=True)
 
@@ -164,7 +168,7 @@ class Room:
         """Leave the room: `disconnect`, then `bye` and close 1000; emits `Disconnected(None)`.
 
         Unlike the SDK it waits (up to `timeout` s) for the server to end the session and close
-        the socket before closing the PeerConnection: aiortc on the server closes its side of a
+        the socket before closing the PeerConnections: aiortc on the server closes its side of a
         PeerConnection whose DTLS peer went away, and a server offer racing with that fails."""
         if self.state == "connected":
             with contextlib.suppress(ClientError):
@@ -222,13 +226,9 @@ class Room:
 
     async def _apply_state(self, message: Connected | ServerUpdate | Synced) -> None:
         if message.peer_connections is not UNSET:
-            for pc_state in message.peer_connections:
-                if pc_state.id == self._negotiator.id and pc_state.description is not UNSET:
-                    answer = await self._negotiator.on_description(pc_state.description)
-                    if answer is not None:
-                        await self._send(
-                            peer_connections=[PeerConnectionState(id=self._negotiator.id, description=answer)]
-                        )
+            answers = await self._mesh.apply(message.peer_connections, only=isinstance(message, Synced))
+            if answers:
+                await self._send(peer_connections=answers)
         if message.published is not UNSET:
             self._apply_published(message.published)
         if message.participants is not UNSET:
@@ -237,7 +237,7 @@ class Room:
         if message.subscribed is not UNSET:
             self._apply_subscribed(message.subscribed)
         self._match_subscriptions()
-        if self._negotiator.wants_offer and self.state == "connected":
+        if self._mesh.wants_offer and self.state == "connected":
             await self._send_update(offer=True)
 
     def _apply_published(self, published: Published) -> None:
@@ -325,7 +325,7 @@ class Room:
             if track_sid in self._delivered:
                 continue
             found = self._publication(track_sid)
-            track = self._negotiator.receiving_track(track_id)
+            track = self._mesh.receiving_track(track_id)
             if found is None or track is None:
                 continue  # the publication or the m-line is still to come
             participant, publication = found
@@ -342,9 +342,8 @@ class Room:
     # --- messages out -------------------------------------------------------------------------------
 
     async def _send_update(self, *, offer: bool) -> None:
-        description = await self._negotiator.offer() if offer else None
-        pcs = [PeerConnectionState(id=self._negotiator.id, description=description)] if description else None
-        await self._send(peer_connections=pcs)
+        offers = await self._mesh.offers() if offer else []
+        await self._send(peer_connections=offers or None)
 
     async def _send(self, *, peer_connections: list[PeerConnectionState] | None = None) -> None:
         participant = LocalParticipantState(
@@ -370,7 +369,7 @@ class Room:
             raise ClientStateError(f"{self} is {self.state}")
 
     async def _end(self, error: ClientError | None) -> None:
-        """Close socket and PeerConnection, fail pending publishes, emit `Disconnected` (once)."""
+        """Close socket and PeerConnections, fail pending publishes, emit `Disconnected` (once)."""
         if self.state == "disconnected":
             return
         self.state, self.error = "disconnected", error
@@ -381,7 +380,7 @@ class Room:
         if error is not None:
             logger.info("%s: disconnected: %s", self, error)
         await self._tcmp.close()
-        await self._negotiator.close()
+        await self._mesh.close()
         self._emit(Disconnected(error))
         reader = self._reader
         if reader is not None and reader is not asyncio.current_task():
