@@ -53,6 +53,7 @@ class SfuPeer:
         self._ice_seen: dict[str, int] = {}
         self._lock = asyncio.Lock()
         self._negotiation: asyncio.Task[None] | None = None
+        self._last_offer: SessionDescription | None = None
         self.wants_offer = False
         """A change the router does not track (SCTP for the MSP channels) needs a server offer."""
 
@@ -89,6 +90,11 @@ class SfuPeer:
 
     # --- server offers ------------------------------------------------------------------------------
 
+    @property
+    def outstanding_offer(self) -> SessionDescription | None:
+        """The server offer still waiting for its answer (a socket lost meanwhile may have lost it)."""
+        return self._last_offer if self._awaiting_answer is not None else None
+
     def renegotiate(self) -> None:
         """Offer (soon) even though the router's subscriptions did not change."""
         self.wants_offer = True
@@ -118,7 +124,7 @@ class SfuPeer:
                 sdp = self._with_subscription_msids(self.pc.localDescription.sdp)
                 self._revision += 1
                 self._awaiting_answer = self._revision
-                description = SessionDescription(type="offer", revision=self._revision, sdp=sdp)
+                description = self._last_offer = SessionDescription(type="offer", revision=self._revision, sdp=sdp)
                 update = ServerUpdate(
                     peer_connections=[PeerConnectionState(id=self.pc_id, description=description)],
                     subscribed=self.session.subscribed_block(),

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiortc import RTCDataChannel
-from msgspec import UnsetType
+from msgspec import UNSET, UnsetType
 
 from domain.ids import ParticipantSid, TrackSid
 from media.session.room_signals import RoomSignals
@@ -90,8 +90,12 @@ class SfuTopology:
         pass  # the PeerConnection does not depend on the socket
 
     async def resync(self, session: ParticipantSession) -> list[PeerConnectionState]:
+        """Keep the PeerConnection; an offer still unanswered goes again (the old socket may have lost it)."""
         peer = self.peers.get(session.sid)
-        return [PeerConnectionState(id=peer.pc_id)] if peer is not None else []
+        if peer is None:
+            return []
+        offer = peer.outstanding_offer
+        return [PeerConnectionState(id=peer.pc_id, description=offer if offer is not None else UNSET)]
 
     async def resynced(self, session: ParticipantSession) -> None:
         self._request_offer(session.sid)

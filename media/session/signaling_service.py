@@ -275,6 +275,8 @@ class SignalingService:
         if old is not None and old is not conn:
             await old.close(CLOSE_GOING_AWAY, "replaced by a new socket")
         room = session.room
+        # The client's current descriptions (an answer the old socket may have lost, a pending offer).
+        await room.topology.on_peer_connections(session, sync.peer_connections)
         peer_connections = await room.topology.resync(session)
         await session.send(
             Synced(

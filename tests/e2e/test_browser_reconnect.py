@@ -57,3 +57,27 @@ def test_a_dropped_signaling_socket_reconnects_and_media_keeps_flowing(
     # The session is the same one: a later change still reaches the other side over the new socket.
     alice.evaluate("window.room.localParticipant.audioTracks.forEach((p) => p.track.disable())")
     wait_log(bob, "trackDisabled:alice:audio")
+
+
+def test_an_offer_made_while_the_socket_was_down_arrives_with_the_reconnect(
+    sdk_pages: Callable[..., Any], running_service: Any
+) -> None:
+    alice, bob = sdk_pages(), sdk_pages(HOLD_SOCKETS)
+    audio_only = {"audio": True, "video": False}
+    assert connect(alice, running_service, "alice", "offline-offer", audio_only)["connected"]
+    assert connect(bob, running_service, "bob", "offline-offer", audio_only)["connected"]
+    wait_log(bob, "trackSubscribed:alice:audio")
+
+    bob.evaluate("window.offline = true")
+    bob.evaluate(DROP_SIGNALING)
+    wait_log(bob, "reconnecting:53001")
+    # While bob is away the SFU adds alice's new video to his PeerConnection: its offer cannot reach him.
+    alice.evaluate("""async () => {
+      const camera = await Twilio.Video.createLocalVideoTrack({width: 320, height: 240});
+      await window.room.localParticipant.publishTrack(camera);
+    }""")
+    bob.evaluate("window.offline = false")
+
+    wait_log(bob, "reconnected")
+    wait_log(bob, "trackSubscribed:alice:video")
+    wait_media_grows(bob, "alice")
