@@ -359,3 +359,20 @@ def test_compositions_answer_a_clear_not_implemented_error(twilio_client: Client
     error = raises(20501, 501, lambda: twilio_client.video.v1.compositions.list())
     assert "not implemented" in error["message"]
     raises(20501, 501, lambda: twilio_client.video.v1.composition_hooks.list())
+
+
+def test_group_only_features_are_refused_in_peer_to_peer_and_go_rooms(
+    running_service: Any, twilio_client: Client
+) -> None:
+    create = twilio_client.video.v1.rooms.create
+    for room_type in ("peer-to-peer", "go"):
+        room = twilio_client.video.v1.rooms.create(unique_name=name(room_type), type=room_type)
+        alice = running_service.command(
+            "connect_participant", command_id=uuid.uuid4().hex, room=room.sid, identity="alice", tracks=TRACKS
+        )
+        rooms = twilio_client.video.v1.rooms(room.sid)
+        raises(53122, 400, lambda rooms=rooms: rooms.recording_rules.update(rules=[{"type": "include", "all": True}]))
+        subscriber = rooms.participants(alice["sid"])
+        raises(53117, 400, lambda p=subscriber: p.subscribe_rules.update(rules=[{"type": "exclude", "all": True}]))
+        raises(53124, 400, lambda t=room_type: create(type=t, audio_only=True))
+        raises(53122, 400, lambda t=room_type: create(type=t, record_participants_on_connect=True))
