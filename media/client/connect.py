@@ -2,8 +2,11 @@
 
     room = await connect("ws://127.0.0.1:8080/signaling", token, "standup", tracks=[video, audio])
 
-The connect message is the `hello` body (`ice_servers: 'overrode'`: no ICE-server round trip),
-with the local tracks (publication id = the aiortc track's id, also its `a=msid` track id), the
+Like the SDK, without `ice_servers` the client first asks the server for STUN/TURN servers (an
+`ice` request as the `hello` body, answered by `iced`, with TURN credentials for the token's
+identity) and sends the connect next; with `ice_servers` (a list, `[]` included) the connect is
+the `hello` body (`ice_servers: 'overrode'`). `relay_only` is the SDK's `iceTransportPolicy:
+'relay'`. The connect carries the local tracks (publication id = the aiortc track's id, also its `a=msid` track id), the
 subscribe rule (`automatic_subscription`) and the first offer. An RSP `error` instead of
 `connected` raises its typed error (`twilio_error`: 20107 for a bad signature, 53205, ...).
 """
@@ -18,6 +21,7 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from media.client.errors import SignalingConnectionError, twilio_error
 from media.client.mesh import Mesh
+from media.client.negotiator import rtc_configuration
 from media.client.participant import LocalParticipant, LocalTrackPublication, track_kind
 from media.client.room import Room
 from media.client.tcmp import TcmpClient
@@ -25,6 +29,9 @@ from media.signaling.messages import (
     Connect,
     Connected,
     ErrorMessage,
+    Iced,
+    IceRequest,
+    IceServer,
     LocalParticipantState,
     PeerConnectionState,
     Publisher,
@@ -44,12 +51,24 @@ async def connect(
     tracks: Iterable[MediaStreamTrack] = (),
     *,
     automatic_subscription: bool = True,
+    ice_servers: list[IceServer] | None = None,
+    relay_only: bool = False,
     timeout: float = 15.0,
 ) -> Room:
     """Connect to `room_name` at the signaling `url` (ws:// or wss://.../signaling) with `token`."""
-    mesh = Mesh()
     tcmp: TcmpClient | None = None
+    mesh: Mesh | None = None
     try:
+        if ice_servers is None:
+            tcmp = await TcmpClient.open(url, IceRequest(token=token))
+            async with asyncio.timeout(timeout):
+                iced = await tcmp.receive()
+            if isinstance(iced, ErrorMessage):
+                raise twilio_error(iced.code, iced.message)
+            if not isinstance(iced, Iced):
+                raise SignalingConnectionError(f"expected iced, got {type(iced).__name__}", code=53003)
+            ice_servers = iced.ice_servers
+        mesh = Mesh(rtc_configuration(ice_servers, relay_only=relay_only))
         publications = [
             LocalTrackPublication(id=TrackId(track.id), kind=track_kind(track), name=track.id, track=track)
             for track in tracks
@@ -61,7 +80,7 @@ async def connect(
         message = Connect(
             name=room_name,
             token=token,
-            ice_servers="overrode",
+            ice_servers="overrode" if tcmp is None else "acquire",
             format="unified",
             publisher=Publisher(
                 name=CLIENT_NAME, sdk_version=CLIENT_VERSION, user_agent=f"Python/{platform.python_version()}"
@@ -73,7 +92,10 @@ async def connect(
                 revision=1, rules=[SubscribeRule(type="include" if automatic_subscription else "exclude", all=True)]
             ),
         )
-        tcmp = await TcmpClient.open(url, message)
+        if tcmp is None:
+            tcmp = await TcmpClient.open(url, message)
+        else:
+            await tcmp.send(message)
         async with asyncio.timeout(timeout):
             first = await tcmp.receive()
         if isinstance(first, ErrorMessage):
@@ -88,7 +110,8 @@ async def connect(
     except BaseException as exc:
         if tcmp is not None:
             await tcmp.close()
-        await mesh.close()
+        if mesh is not None:
+            await mesh.close()
         if isinstance(exc, TimeoutError):
             raise SignalingConnectionError(f"no connected within {timeout} s", code=53002) from exc
         raise

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from aiortc import RTCConfiguration
 from aiortc.mediastreams import MediaStreamTrack
 from msgspec import UNSET
 
@@ -44,7 +45,9 @@ STATE_RANK = {"closed": 0, "failed": 1, "disconnected": 2, "new": 3, "connecting
 class Mesh:
     """The open PeerConnections by id, the ids closed for good, and the local tracks they all send."""
 
-    def __init__(self) -> None:
+    def __init__(self, configuration: RTCConfiguration | None = None) -> None:
+        self.configuration = configuration
+        """Every PeerConnection's STUN/TURN servers and ICE transport policy."""
         self.negotiators: dict[PeerConnectionId, Negotiator] = {}
         self._closed: set[PeerConnectionId] = set()
         self._tracks: dict[TrackId, MediaStreamTrack] = {}
@@ -52,7 +55,7 @@ class Mesh:
 
     def open(self, pc_id: PeerConnectionId | None = None, *, attach: bool = True) -> Negotiator:
         """A new PeerConnection under `pc_id` (else a fresh id), sending every local track if `attach`."""
-        negotiator = Negotiator(pc_id)
+        negotiator = Negotiator(pc_id, self.configuration)
         if attach:
             self._attach(negotiator)
         self.negotiators[negotiator.id] = negotiator
@@ -61,6 +64,14 @@ class Mesh:
     def _attach(self, negotiator: Negotiator) -> None:
         for track in self._tracks.values():
             negotiator.add_track(self._relay.copy(track))
+
+    def local_candidate_types(self) -> set[str]:
+        return {
+            candidate.type
+            for negotiator in self.negotiators.values()
+            for transceiver in negotiator.pc.getTransceivers()[:1]
+            for candidate in transceiver.receiver.transport.transport.iceGatherer.getLocalCandidates()
+        }
 
     def add_track(self, track: MediaStreamTrack) -> None:
         self._tracks[TrackId(track.id)] = track

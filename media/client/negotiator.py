@@ -33,27 +33,51 @@ from __future__ import annotations
 import logging
 import uuid
 
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
 from aiortc.exceptions import InvalidStateError
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.sdp import candidate_from_sdp
 from msgspec import UnsetType
 
 from media.client.errors import ClientStateError, MediaError
 from media.client.ice_box import IceBox
 from media.sfu import hooks
-from media.signaling.messages import IceState, PeerConnectionId, SessionDescription, TrackId
+from media.signaling.messages import IceServer, IceState, PeerConnectionId, SessionDescription, TrackId
 from media.signaling.sdp import ice_ufrag, msid_tracks, sending_tracks
 
 logger = logging.getLogger(__name__)
 
 
+def rtc_configuration(ice_servers: list[IceServer], *, relay_only: bool = False) -> RTCConfiguration:
+    """A PeerConnection configuration with the STUN/TURN servers `iced` gave (or the app chose)."""
+    return RTCConfiguration(
+        iceServers=[
+            RTCIceServer(
+                urls=server.urls,
+                username=server.username if isinstance(server.username, str) else None,
+                credential=server.credential if isinstance(server.credential, str) else None,
+            )
+            for server in ice_servers
+        ],
+        bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+        iceTransportPolicy=RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL,
+    )
+
+
 class Negotiator:
     """A PeerConnection, its id on the wire, and the state of its offer/answer exchange."""
 
-    def __init__(self, pc_id: PeerConnectionId | None = None) -> None:
+    def __init__(self, pc_id: PeerConnectionId | None = None, configuration: RTCConfiguration | None = None) -> None:
         hooks.install()  # a client re-offer must keep the payload types negotiated by remote offers
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        self.pc = RTCPeerConnection(configuration or rtc_configuration([]))
         self.id = pc_id or PeerConnectionId(str(uuid.uuid4()))
         self.revision = 0
         self.stable_revision = 0

@@ -118,6 +118,10 @@ class Room:
         """How many PeerConnections are open: 1 in a group room, one per linked peer in P2P and go rooms."""
         return len(self._mesh.negotiators)
 
+    def local_candidate_types(self) -> set[str]:
+        """The kinds of ICE candidates the PeerConnections gathered (`host`, `srflx`, `relay`)."""
+        return self._mesh.local_candidate_types()
+
     async def start(self, connected: Connected) -> None:
         """Apply `connected`, then read the server's messages until the room ends."""
         async with self._lock:

@@ -23,15 +23,14 @@ from typing import Any
 import pytest
 from aioice import stun
 from aioice.turn import TurnClientUdpProtocol
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
+from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
-from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from msgspec import UNSET
 
+from media.client.negotiator import rtc_configuration
 from media.client.synthetic_track import ToneAudioTrack
 from media.session.ice_servers import IceServerSettings, ice_servers
 from media.signaling.messages import IceServer
@@ -51,21 +50,6 @@ def coturn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Coturn]:
 def settings_for(coturn: Coturn, **overrides: Any) -> IceServerSettings:
     """The settings a deployment with this coturn has (`OPENROOMS_TURN_URLS`, `OPENROOMS_TURN_SECRET`)."""
     return IceServerSettings(**{"turn_urls": (coturn.url,), "turn_secret": SECRET, **overrides})
-
-
-def relay_only(servers: list[IceServer]) -> RTCConfiguration:
-    """A PeerConnection configured from `iced` as a browser is, forced to relay."""
-    return RTCConfiguration(
-        iceServers=[
-            RTCIceServer(
-                urls=s.urls,
-                username=None if s.username is UNSET else s.username,
-                credential=None if s.credential is UNSET else s.credential,
-            )
-            for s in servers
-        ],
-        iceTransportPolicy=RTCIceTransportPolicy.RELAY,
-    )
 
 
 def sdp_candidates(sdp: str) -> list[tuple[str, int, str]]:
@@ -104,8 +88,8 @@ async def eventually_in_log(coturn: Coturn, pattern: str) -> re.Match[str]:
 
 async def test_two_peers_exchange_audio_through_the_turn_relay_with_handed_out_credentials(coturn: Coturn):
     now = time.time()
-    alice = RTCPeerConnection(relay_only(ice_servers(settings_for(coturn), "alice", now)))
-    bob = RTCPeerConnection(relay_only(ice_servers(settings_for(coturn), "bob", now)))
+    alice = RTCPeerConnection(rtc_configuration(ice_servers(settings_for(coturn), "alice", now), relay_only=True))
+    bob = RTCPeerConnection(rtc_configuration(ice_servers(settings_for(coturn), "bob", now), relay_only=True))
     arrived: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
 
     @bob.on("track")
@@ -212,7 +196,7 @@ async def test_credentials_coturn_cannot_verify_are_refused_with_401(coturn: Cot
 
 async def test_a_peer_with_expired_credentials_gathers_no_relay_candidate(coturn: Coturn):
     expired = ice_servers(settings_for(coturn, ttl_s=60), "late-peer", time.time() - 120)
-    pc = RTCPeerConnection(relay_only(expired))
+    pc = RTCPeerConnection(rtc_configuration(expired, relay_only=True))
     pc.addTransceiver(ToneAudioTrack(), direction="sendonly")
     try:
         await pc.setLocalDescription(await pc.createOffer())

@@ -3,7 +3,8 @@
 The service is configured with a coturn started by the test (tests/coturn.py: Debian's
 `turnserver`, TURN REST API secret). The pages connect WITHOUT `iceServers`, so the SDK asks
 openrooms for ICE servers and gets the TURN server with time-limited credentials, and with
-`iceTransportPolicy: 'relay'`, so media can only flow through the relay. Expired and forged
+`iceTransportPolicy: 'relay'`, so media can only flow through the relay. The Python client does
+the same (no `ice_servers`, `relay_only=True`). Expired and forged
 credentials are refused by coturn: tests/integration/test_turn_relay.py.
 """
 
@@ -15,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from media.client import FrameCounter, SyntheticVideoTrack, ToneAudioTrack, TrackSubscribed
+from media.client import connect as py_connect
 from tests.coturn import Coturn, ensure_coturn
 from tests.e2e.browser_room import (
     AUDIO_AND_VIDEO,
@@ -67,3 +70,34 @@ def test_turn_credentials_are_not_handed_to_a_forged_token(
     outcome = sdk_pages().evaluate(CONNECT, [forged, signaling_url(service), "relayed", RELAY_ONLY])
 
     assert outcome == {"connected": False, "code": 20107, "message": outcome["message"]}
+
+
+@pytest.fixture(autouse=True)
+def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
+    import aioice.ice
+
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+
+
+async def test_python_clients_ask_for_ice_servers_and_talk_through_turn(turn_service: tuple[Any, Coturn]) -> None:
+    service, coturn = turn_service
+    service.client().video.v1.rooms.create(unique_name="relayed-py", type="peer-to-peer")
+    url = signaling_url(service)
+    rooms = []
+    try:
+        for identity in ("alice", "bob"):
+            tracks = [SyntheticVideoTrack(320, 240), ToneAudioTrack()]
+            access = token(service, identity, "relayed-py")
+            rooms.append(await py_connect(url, access, "relayed-py", tracks, relay_only=True))
+        for room, other in zip(rooms, ("bob", "alice"), strict=True):
+            event = await room.wait_for(TrackSubscribed, lambda e, o=other: e.participant.identity == o)
+            counter = FrameCounter(event.track)
+            try:
+                await counter.wait_for(10)
+            finally:
+                await counter.stop()
+            assert room.local_candidate_types() == {"relay"}
+    finally:
+        for room in rooms:
+            await room.disconnect()
+    assert ":alice" in coturn.log() and ":bob" in coturn.log()
