@@ -5,12 +5,14 @@
   PeerConnection needs a new server offer.
 * `PublishedTrack` (published_track.py): the fan-out of one publisher m-line, keyframe requests
   and REMB to the publisher, RFC 6464 audio levels.
-* `Subscription` (subscription.py): one subscriber m-line: keyframe gating, rewriting, NACK history.
+* `Subscription` (subscription.py): one subscriber m-line: keyframe gating, rewriting, NACK history,
+  switch-off (render hints).
+* `PublishedDataTrack` (data_track.py): a data track's channel fanned out to one channel per subscriber.
+* `RtpWriter` (rtp_writer.py): the send path's header serialization.
 * Pure pieces: `SequenceRewriter` (rewriter.py), keyframe detection (keyframe.py),
   `RateLimiter` (rate_limiter.py), `RetransmissionHistory` (history.py), `SfuConfig` (config.py).
 * hooks.py: every private aiortc hook, documented with the aiortc source it relies on.
 
-Data tracks are not forwarded yet (see router.py).
 """
 
 from media.sfu.config import SfuConfig

@@ -2,7 +2,8 @@
 
 aiortc's own sender keeps 128 packets (`aiortc.rtp.RTP_HISTORY_SIZE`), about 0.6 s of 360p video:
 too short for a keyframe burst at a high RTT. This ring keeps a configurable number of packets,
-indexed by the outbound sequence number, and answers NACKs from it.
+indexed by the outbound sequence number, and answers NACKs from it. The SFU keeps the serialized
+plaintext packets (`bytes`): storing them allocates nothing the garbage collector must track.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ class RetransmissionHistory(Generic[T]):
         if size <= 0:
             raise ValueError(f"history size must be positive, got {size}")
         self._size = size
-        self._slots: list[tuple[int, T] | None] = [None] * size
+        self._numbers: list[int] = [-1] * size
+        self._packets: list[T | None] = [None] * size
 
     @property
     def size(self) -> int:
@@ -27,11 +29,13 @@ class RetransmissionHistory(Generic[T]):
 
     def put(self, sequence_number: int, packet: T) -> None:
         """Remember `packet`, sent with `sequence_number`; evicts the packet `size` numbers before it."""
-        self._slots[sequence_number % self._size] = (sequence_number, packet)
+        index = sequence_number % self._size
+        self._numbers[index] = sequence_number
+        self._packets[index] = packet
 
     def get(self, sequence_number: int) -> T | None:
         """The packet sent with `sequence_number`, if still held."""
-        slot = self._slots[sequence_number % self._size]
-        if slot is None or slot[0] != sequence_number:
+        index = sequence_number % self._size
+        if self._numbers[index] != sequence_number:
             return None
-        return slot[1]
+        return self._packets[index]

@@ -3,29 +3,33 @@
 aiortc has no API for forwarding RTP without decoding (reference/media-sfu-aiortc.md §2.1), so
 the SFU reaches into its internals. Each hook below names the aiortc 1.16.0 source it depends on;
 aiortc is pinned exactly in pyproject.toml and tests/unit/test_sfu_hooks.py fails when an upgrade
-moves any of them. Nothing outside this module touches a private aiortc name.
+moves any of them. Nothing outside this module touches a private aiortc name. The lean send path
+also relies on aioice 0.13.0 (the nominated candidate pair) and pylibsrtp 1.0.0 (its libsrtp
+binding), which aiortc does not pin: `check_version` and `check_send_path_versions` refuse any
+other version.
 
 Receive side (a publisher's `RTCRtpReceiver` on the SFU):
 
-* `intercept_rtp`: wraps `RTCRtpReceiver._handle_rtp_packet` (rtcrtpreceiver.py, called by
-  `RTCDtlsTransport._handle_rtp_data`, rtcdtlstransport.py) per instance, so the SFU sees each
-  packet first and aiortc then still keeps its statistics, RRs and NACKs.
-* `skip_decoding`: replaces the receiver's `__decoder_queue` (rtcrtpreceiver.py
-  `RTCRtpReceiver.__init__`, fed in `_handle_rtp_packet`, drained by `decoder_worker`) by one that
-  discards frames, so the decoder thread idles and `get_decoder` is never called.
-* `disable_bitrate_estimator`: sets `__remote_bitrate_estimator` to None, which `_handle_rtp_packet`
-  checks before sending aiortc's own REMB (the ~300 kbit/s problem, §6 of the reference).
-* `receiver_codecs`, `receiver_rtx_ssrcs`: read `__codecs` and `__rtx_ssrc`, filled by
-  `RTCRtpReceiver.receive`, to unwrap RTX and know each payload type's codec.
+* `take_over_rtp`: replaces `RTCRtpReceiver._handle_rtp_packet` (rtcrtpreceiver.py, called by
+  `RTCDtlsTransport._handle_rtp_data`, rtcdtlstransport.py) per instance by a lean one that keeps
+  aiortc's receive statistics (`__remote_streams`, for RRs), `__active_ssrc`, RTX unwrapping
+  (`__codecs`, `__rtx_ssrc`) and NACKs (`__nack_generator`, `_send_rtcp_nack`), then hands the
+  media packet to the SFU. aiortc's REMB estimator, depayloading, jitter buffer and decoder queue
+  are skipped: the decoder thread never gets a frame.
 * `send_pli`, `send_remb`: `RTCRtpReceiver._send_rtcp_pli` and `_send_rtcp` with the receiver's
   `__rtcp_ssrc` (set by `_set_rtcp_ssrc` in `RTCPeerConnection.__createTransceiver`).
 
 Send side (a subscriber's `RTCRtpSender` on the SFU), `SenderInjector`:
 
-* injects packets the way `RTCRtpSender._run_rtp` does (rtcrtpsender.py): sets `_ssrc`, the
-  `__mid` and abs-send-time extensions, serializes with `__rtp_header_extensions_map`, sends with
-  `transport._send_rtp` (rtcdtlstransport.py) and keeps the SR counters `__ntp_timestamp`,
-  `__rtp_timestamp`, `__octet_count`, `__packet_count` that `_run_rtcp` reports;
+* sends forwarded packets itself, synchronously: serialized with the sender's `_ssrc`, `__mid`
+  and the extension ids of its `__rtp_header_extensions_map` (`HeaderExtensionsMap.__ids`), SRTP
+  with the DTLS transport's `_tx_srtp` (libsrtp's `srtp_protect` on the pylibsrtp `Session`'s own
+  context and buffer, `SrtpProtector`), sent on the ICE
+  connection's nominated pair (`RTCIceTransport._connection`, aioice `Connection._nominated`,
+  `CandidatePair.protocol.transport`, `remote_addr`): what `RTCDtlsTransport._send_rtp` and
+  aioice's `Connection.sendto` do, without their coroutines. It keeps the DTLS transport's
+  `__tx_bytes`, `__tx_packets` (checked against `_state`) and the sender's SR counters
+  `__ntp_timestamp`, `__rtp_timestamp`, `__octet_count`, `__packet_count` that `_run_rtcp` reports;
 * overrides `_retransmit` to answer NACKs from the SFU's own, longer history, wrapped in RTX with
   `__rtx_payload_type`, `__rtx_sequence_number` and `_rtx_ssrc` like the original;
 * overrides `_send_keyframe` (called by `_handle_rtcp_packet` on PLI/FIR; it only sets
@@ -33,6 +37,9 @@ Send side (a subscriber's `RTCRtpSender` on the SFU), `SenderInjector`:
 * wraps `_handle_rtcp_packet` to read the subscriber's REMB;
 * `negotiated_codecs` reads `RTCRtpTransceiver._codecs` to learn the subscriber's payload types,
   `sender_started` reads `__started` (set by `RTCRtpSender.send`).
+
+`defer_unoffered` resets `RTCRtpTransceiver._offerDirection` and `_set_mline_index` of a
+transceiver a remote offer did not include (the client answering in peer-to-peer rooms).
 
 `start_negotiated_media` re-runs `RTCPeerConnection.__connect` once connected (a race: media
 negotiated while DTLS was connecting is otherwise never started). `bundle_policy` reads
@@ -51,11 +58,14 @@ from __future__ import annotations
 import contextvars
 import copy
 import logging
-import queue
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, cast
 
+import aioice
 import aiortc
+import pylibsrtp
+from aioice.ice import CandidatePair, Connection
 from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
@@ -69,32 +79,46 @@ from aiortc import clock as aiortc_clock
 from aiortc import rtcpeerconnection as aiortc_pc
 from aiortc.codecs import is_rtx
 from aiortc.exceptions import InvalidStateError
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
+from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
     RTCP_PSFB_PLI,
     AnyRtcpPacket,
+    HeaderExtensions,
     HeaderExtensionsMap,
     RtcpPsfbPacket,
     RtpPacket,
     pack_remb_fci,
     unpack_remb_fci,
+    unwrap_rtx,
     wrap_rtx,
 )
+from pylibsrtp import SRTP_MAX_TRAILER_LEN, Session
+from pylibsrtp._binding import ffi as srtp_ffi
+from pylibsrtp._binding import lib as srtp_lib
 
 from media.sfu.history import RetransmissionHistory
+from media.sfu.rtp_writer import RtpWriter
 
 logger = logging.getLogger(__name__)
 
 AIORTC_VERSION = "1.16.0"
+AIOICE_VERSION = "0.13.0"  # the send path reads aioice's nominated pair (see SenderInjector)
+PYLIBSRTP_VERSION = "1.0.0"  # ... and calls libsrtp through pylibsrtp's binding (SrtpProtector)
 
 # Name-mangled attributes, spelled once.
-_RECEIVER_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
-_RECEIVER_ESTIMATOR = "_RTCRtpReceiver__remote_bitrate_estimator"
 _RECEIVER_CODECS = "_RTCRtpReceiver__codecs"
 _RECEIVER_RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
 _RECEIVER_RTCP_SSRC = "_RTCRtpReceiver__rtcp_ssrc"
+_RECEIVER_REMOTE_STREAMS = "_RTCRtpReceiver__remote_streams"
+_RECEIVER_ACTIVE_SSRC = "_RTCRtpReceiver__active_ssrc"
+_RECEIVER_NACK_GENERATOR = "_RTCRtpReceiver__nack_generator"
+_DTLS_TX_BYTES = "_RTCDtlsTransport__tx_bytes"
+_DTLS_TX_PACKETS = "_RTCDtlsTransport__tx_packets"
+_EXT_MAP_IDS = "_HeaderExtensionsMap__ids"
 _PC_CONFIGURATION = "_RTCPeerConnection__configuration"
 _PC_CONNECT = "_RTCPeerConnection__connect"
 _SENDER_STARTED = "_RTCRtpSender__started"
@@ -107,81 +131,83 @@ _SENDER_RTP_TS = "_RTCRtpSender__rtp_timestamp"
 _SENDER_OCTETS = "_RTCRtpSender__octet_count"
 _SENDER_PACKETS = "_RTCRtpSender__packet_count"
 
-RtpCallback = Callable[[RtpPacket], Awaitable[None]]
+MediaCallback = Callable[[RtpPacket, RTCRtpCodecParameters], Awaitable[None]]
+
+_ACTIVE_SSRC_REFRESH_MS = 1000
+_NTP_UNIX_OFFSET_S = 2_208_988_800  # 1900-01-01 to 1970-01-01
 
 
 def check_version() -> None:
     """Refuse to run on an aiortc other than the one these hooks were written and tested against."""
-    if aiortc.__version__ != AIORTC_VERSION:
-        raise RuntimeError(f"media.sfu needs aiortc=={AIORTC_VERSION} (private hooks), found {aiortc.__version__}")
+    _check("aiortc", aiortc.__version__, AIORTC_VERSION)
+
+
+def check_send_path_versions() -> None:
+    """Refuse to forward with an aioice or pylibsrtp other than the ones `SenderInjector` was
+    written and tested against (the SFU only: clients using `install()` do not need them)."""
+    _check("aioice", aioice.__version__, AIOICE_VERSION)
+    _check("pylibsrtp", pylibsrtp.__version__, PYLIBSRTP_VERSION)
+
+
+def _check(name: str, found: str, wanted: str) -> None:
+    if found != wanted:
+        raise RuntimeError(f"media.sfu needs {name}=={wanted} (private hooks), found {found}")
 
 
 # --- receive side -------------------------------------------------------------------------------
 
 
-def intercept_rtp(receiver: RTCRtpReceiver, on_packet: RtpCallback) -> None:
-    """Call `on_packet` with every RTP packet the receiver gets, before aiortc's own handling.
+def take_over_rtp(receiver: RTCRtpReceiver, on_packet: MediaCallback) -> None:
+    """Replace the receiver's packet handling by the SFU's: aiortc's bookkeeping, then `on_packet`.
 
-    aiortc still runs afterwards (receive statistics for RRs, NACK generation). An error in
-    `on_packet` is logged and does not stop aiortc's handling.
+    Of what `RTCRtpReceiver._handle_rtp_packet` does, this keeps what the publisher relies on:
+
+    * receive statistics per SSRC (`__remote_streams`, aiortc's own `StreamStatistics`), which
+      aiortc's `_run_rtcp` turns into receiver reports and `getStats()` reads;
+    * the SSRCs seen (`__active_ssrc`, for `getSynchronizationSources()`), refreshed once a second;
+    * RTX unwrapping (`__rtx_ssrc`, `__codecs`), so `on_packet` gets the media packet and its codec;
+    * NACKs for missing video packets (`__nack_generator`, `_send_rtcp_nack`).
+
+    It leaves out what only a decoding receiver needs: aiortc's REMB estimator (the SFU sends its
+    own REMB, `send_remb`), depayloading, the jitter buffer and the hand-off to the decoder thread,
+    which therefore never gets a frame. An error in `on_packet` is logged and not raised.
     """
-    original = receiver._handle_rtp_packet
+    codecs = cast(dict[int, RTCRtpCodecParameters], getattr(receiver, _RECEIVER_CODECS))
+    rtx_ssrcs = cast(dict[int, int], getattr(receiver, _RECEIVER_RTX_SSRC))
+    streams = cast(dict[int, StreamStatistics], getattr(receiver, _RECEIVER_REMOTE_STREAMS))
+    active_ssrcs = cast(dict[int, Any], getattr(receiver, _RECEIVER_ACTIVE_SSRC))
+    nack_generator = cast(NackGenerator | None, getattr(receiver, _RECEIVER_NACK_GENERATOR))
+    seen_at_ms: dict[int, int] = {}
 
     async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
+        if not receiver._enabled:
+            return
+        codec = codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        ssrc = packet.ssrc
+        stream = streams.get(ssrc)
+        if stream is None:
+            stream = streams[ssrc] = StreamStatistics(codec.clockRate)
+        stream.add(packet)
+        if arrival_time_ms - seen_at_ms.get(ssrc, -_ACTIVE_SSRC_REFRESH_MS) >= _ACTIVE_SSRC_REFRESH_MS:
+            seen_at_ms[ssrc] = arrival_time_ms
+            active_ssrcs[ssrc] = aiortc_clock.current_datetime()
+        if is_rtx(codec):
+            media_ssrc = rtx_ssrcs.get(ssrc)
+            apt = codec.parameters.get("apt")
+            if media_ssrc is None or not isinstance(apt, int) or apt not in codecs or len(packet.payload) < 2:
+                return
+            packet = unwrap_rtx(packet, payload_type=apt, ssrc=media_ssrc)
+            codec = codecs[apt]
+        if nack_generator is not None and nack_generator.add(packet):
+            await receiver._send_rtcp_nack(packet.ssrc, sorted(nack_generator.missing))
         try:
-            await on_packet(packet)
+            await on_packet(packet, codec)
         except Exception:
             logger.exception("SFU receive hook failed on %r", packet)
-        await original(packet, arrival_time_ms)
 
     receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
-
-
-class DiscardingDecoderQueue:
-    """Stands in for a receiver's decoder queue: frames are counted and dropped, never decoded.
-
-    Only the stop sentinel (None) reaches the real queue, so `RTCRtpReceiver.stop()` still ends
-    the decoder thread (which therefore never gets a frame and never creates a decoder).
-    """
-
-    def __init__(self, inner: queue.Queue[Any]) -> None:
-        self._inner = inner
-        self.discarded = 0
-
-    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        if item is None:
-            self._inner.put(None)
-        else:
-            self.discarded += 1
-
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        return self._inner.get(block, timeout)
-
-
-def skip_decoding(receiver: RTCRtpReceiver) -> DiscardingDecoderQueue:
-    """Make the receiver drop its reassembled frames instead of decoding them (works before or after
-    `receive()` started the decoder thread, which reads through the wrapper or the wrapped queue)."""
-    current = getattr(receiver, _RECEIVER_DECODER_QUEUE)
-    if isinstance(current, DiscardingDecoderQueue):
-        return current
-    discarding = DiscardingDecoderQueue(current)
-    setattr(receiver, _RECEIVER_DECODER_QUEUE, discarding)
-    return discarding
-
-
-def disable_bitrate_estimator(receiver: RTCRtpReceiver) -> None:
-    """Stop aiortc from sending its own REMB for this receiver; the SFU sends its own (`send_remb`)."""
-    setattr(receiver, _RECEIVER_ESTIMATOR, None)
-
-
-def receiver_codecs(receiver: RTCRtpReceiver) -> dict[int, RTCRtpCodecParameters]:
-    """The receiver's negotiated codecs by payload type (empty until `receive()`)."""
-    return cast(dict[int, RTCRtpCodecParameters], getattr(receiver, _RECEIVER_CODECS))
-
-
-def receiver_rtx_ssrcs(receiver: RTCRtpReceiver) -> dict[int, int]:
-    """RTX SSRC → media SSRC, from the remote description's ssrc-group FID lines."""
-    return cast(dict[int, int], getattr(receiver, _RECEIVER_RTX_SSRC))
 
 
 async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
@@ -212,12 +238,74 @@ def sender_started(sender: RTCRtpSender) -> bool:
     return bool(getattr(sender, _SENDER_STARTED))
 
 
+def ntp_now() -> int:
+    """The current time as a 64-bit NTP timestamp, like `aiortc.clock.current_ntp_time()` (which
+    goes through `datetime` and costs ten times more) to within a microsecond."""
+    return int((time.time() + _NTP_UNIX_OFFSET_S) * 4294967296.0)
+
+
+class SrtpProtector:
+    """`Session.protect` (pylibsrtp/__init__.py) without its per-call overhead: the same
+    `srtp_protect(ctx, buffer, &length)` call of libsrtp 2 on the session's own context and
+    buffer (`Session._srtp`, `_cdata`, `_buffer`), with the length cell allocated once instead of
+    per packet. Returns None where `Session.protect` raises (packet too long, libsrtp error).
+    Single-threaded use only, like the session itself (aiortc shares it for RTCP)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session  # owns the context (freed with it) and the buffer
+        self._context = session._srtp[0]
+        self._cdata = session._cdata
+        self._buffer = session._buffer
+        self._length = srtp_ffi.new("int *")
+        self._max_length = len(session._cdata) - SRTP_MAX_TRAILER_LEN
+
+    def protect(self, packet: bytes) -> bytes | None:
+        size = len(packet)
+        if size > self._max_length:
+            return None
+        length, buffer = self._length, self._buffer
+        length[0] = size
+        buffer[0:size] = packet
+        if srtp_lib.srtp_protect(self._context, self._cdata, length):
+            return None
+        return cast(bytes, buffer[0 : length[0]])
+
+
+class _Wire:
+    """What a started sender needs to put packets on the wire without aiortc's send path: the
+    serializer for its SSRC, mid and extension ids, and its DTLS transport's SRTP session and
+    ICE connection. Made once the sender is started and DTLS connected; fixed from then on
+    (`RTCRtpSender.send` configures the sender only once)."""
+
+    def __init__(self, sender: RTCRtpSender, writer: RtpWriter) -> None:
+        dtls = sender.transport
+        self.dtls = dtls
+        self.writer = writer
+        self.srtp = SrtpProtector(dtls._tx_srtp)
+        self.connection: Connection = dtls.transport._connection
+        self.sender_state = vars(sender)
+        self.dtls_state = vars(dtls)
+        self.pair: CandidatePair | None = None
+        self.sendto: Callable[[bytes, tuple[str, int]], None] = _no_sendto
+        self.address: tuple[str, int] = ("", 0)
+
+
+def _no_sendto(data: bytes, address: tuple[str, int]) -> None:  # pragma: no cover - replaced on first send
+    raise ConnectionError("no nominated ICE pair")
+
+
 class SenderInjector:
     """Sends forwarded packets through one subscriber's `RTCRtpSender` and takes over its feedback.
 
-    * `send()` stamps the sender's SSRC and mid, remembers the packet in a `history_size` history
-      and updates the SR counters, so aiortc's RTCP loop reports what was really sent;
-    * NACKs are answered from that history, wrapped in RTX when negotiated;
+    * `send()` writes the packet for the sender's SSRC and mid (media.sfu.rtp_writer), remembers it
+      in a `history_size` history, protects it with the DTLS transport's SRTP session and hands it
+      to the nominated ICE pair's datagram transport, all synchronously. That is what
+      `RTCDtlsTransport._send_rtp` → `Connection.send` → `Connection.sendto` →
+      `StunProtocol.send_data` → `DatagramTransport.sendto` do (rtcdtlstransport.py, aioice
+      ice.py), minus four coroutines. It keeps the DTLS transport's `__tx_bytes`/`__tx_packets`
+      (its `getStats()`) and the sender's SR counters `__ntp_timestamp`, `__rtp_timestamp`,
+      `__octet_count`, `__packet_count`, which aiortc's `_run_rtcp` reports;
+    * NACKs are answered from that history, wrapped in RTX when negotiated (`_retransmit`);
     * PLI/FIR call `on_keyframe_request` (which should ask the publisher, rate-limited);
     * a REMB from the subscriber calls `on_remb(bitrate)`.
     """
@@ -229,12 +317,14 @@ class SenderInjector:
         on_keyframe_request: Callable[[], None],
         on_remb: Callable[[int], Awaitable[None]],
     ) -> None:
+        check_send_path_versions()
         self._transceiver = transceiver
         self._sender = transceiver.sender
-        self.history: RetransmissionHistory[RtpPacket] = RetransmissionHistory(history_size)
+        self.history: RetransmissionHistory[bytes] = RetransmissionHistory(history_size)
         self.retransmitted: list[int] = []
         self._on_keyframe_request = on_keyframe_request
         self._on_remb = on_remb
+        self._wire: _Wire | None = None
         self._install()
 
     def _install(self) -> None:
@@ -258,7 +348,21 @@ class SenderInjector:
     @property
     def ready(self) -> bool:
         """True when packets can be sent: negotiated, started and the DTLS transport connected."""
-        return sender_started(self._sender) and self._sender.transport.state == "connected"
+        wire = self._wire or self._connect()
+        return wire is not None and wire.dtls._state is DtlsState.CONNECTED
+
+    def _connect(self) -> _Wire | None:
+        sender = self._sender
+        if not sender_started(sender) or sender.transport.state != "connected":
+            return None
+        ids = cast(HeaderExtensions, getattr(getattr(sender, _SENDER_EXT_MAP), _EXT_MAP_IDS))
+        mid = cast(str | None, getattr(sender, _SENDER_MID))
+        extension_ids = (ids.mid or 0, ids.abs_send_time or 0, ids.audio_level or 0)
+        if not RtpWriter.supports(mid, *extension_ids):
+            logger.warning("sender %s: two-byte header extensions are not supported; not forwarding", sender._ssrc)
+            return None
+        self._wire = _Wire(sender, RtpWriter(sender._ssrc, mid, *extension_ids))
+        return self._wire
 
     @property
     def ssrc(self) -> int:
@@ -271,39 +375,61 @@ class SenderInjector:
                 return candidate.payloadType
         return None
 
-    async def send(self, packet: RtpPacket) -> bool:
-        """Send `packet` (payload type, sequence number and timestamp already rewritten)."""
-        sender = self._sender
-        ntp = aiortc_clock.current_ntp_time()
-        packet.ssrc = sender._ssrc
-        packet.extensions.mid = getattr(sender, _SENDER_MID)
-        packet.extensions.abs_send_time = (ntp >> 14) & 0x00FFFFFF
-        self.history.put(packet.sequence_number, packet)
-        ext_map = cast(HeaderExtensionsMap, getattr(sender, _SENDER_EXT_MAP))
-        try:
-            await sender.transport._send_rtp(packet.serialize(ext_map))
-        except ConnectionError:
+    def send(
+        self,
+        payload_type: int,
+        marker: int,
+        sequence_number: int,
+        timestamp: int,
+        payload: bytes,
+        audio_level: tuple[bool, int] | None,
+        ntp: int,
+    ) -> bool:
+        """Send one packet (numbers already rewritten) at `ntp` (`ntp_now()`, the abs-send-time and
+        SR clock); False when it could not go out (not `ready`, or SRTP refused it)."""
+        wire = self._wire or self._connect()
+        if wire is None or wire.dtls._state is not DtlsState.CONNECTED:
             return False
-        setattr(sender, _SENDER_NTP, ntp)
-        setattr(sender, _SENDER_RTP_TS, packet.timestamp)
-        setattr(sender, _SENDER_OCTETS, getattr(sender, _SENDER_OCTETS) + len(packet.payload))
-        setattr(sender, _SENDER_PACKETS, getattr(sender, _SENDER_PACKETS) + 1)
+        pair = wire.connection._nominated.get(1)
+        if pair is None:
+            return False
+        if pair is not wire.pair:
+            wire.pair, wire.sendto, wire.address = pair, pair.protocol.transport.sendto, pair.remote_addr
+        data = wire.writer.write(
+            payload_type, marker, sequence_number, timestamp, payload, (ntp >> 14) & 0x00FFFFFF, audio_level
+        )
+        protected = wire.srtp.protect(data)
+        if protected is None:
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("sender %s: SRTP refused packet %d", wire.writer.ssrc, sequence_number)
+            return False
+        wire.sendto(protected, wire.address)
+        self.history.put(sequence_number, data)
+        dtls_state, sender_state = wire.dtls_state, wire.sender_state
+        dtls_state[_DTLS_TX_BYTES] += len(protected)
+        dtls_state[_DTLS_TX_PACKETS] += 1
+        sender_state[_SENDER_NTP] = ntp
+        sender_state[_SENDER_RTP_TS] = timestamp
+        sender_state[_SENDER_OCTETS] += len(payload)
+        sender_state[_SENDER_PACKETS] += 1
         return True
 
     async def _retransmit(self, sequence_number: int) -> None:
         """Answer a NACK for `sequence_number` from the history (replaces `RTCRtpSender._retransmit`)."""
-        packet = self.history.get(sequence_number)
-        if packet is None:
+        data = self.history.get(sequence_number)
+        if data is None:
             return
         sender = self._sender
         rtx_payload_type = cast(int | None, getattr(sender, _SENDER_RTX_PT))
         if rtx_payload_type is not None:
+            ext_map = cast(HeaderExtensionsMap, getattr(sender, _SENDER_EXT_MAP))
             rtx_seq = cast(int, getattr(sender, _SENDER_RTX_SEQ))
+            packet = RtpPacket.parse(data, ext_map)
             packet = wrap_rtx(packet, payload_type=rtx_payload_type, sequence_number=rtx_seq, ssrc=sender._rtx_ssrc)
             setattr(sender, _SENDER_RTX_SEQ, (rtx_seq + 1) & 0xFFFF)
-        ext_map = cast(HeaderExtensionsMap, getattr(sender, _SENDER_EXT_MAP))
+            data = packet.serialize(ext_map)
         try:
-            await sender.transport._send_rtp(packet.serialize(ext_map))
+            await sender.transport._send_rtp(data)
         except ConnectionError:
             return
         self.retransmitted.append(sequence_number)
@@ -323,6 +449,25 @@ async def start_negotiated_media(pc: RTCPeerConnection) -> None:
     later run starts them. Running it again once connected does so (both calls are idempotent).
     """
     await getattr(pc, _PC_CONNECT)()
+
+
+def defer_unoffered(transceiver: RTCRtpTransceiver) -> None:
+    """Make a transceiver that a remote offer has no m-line for wait for our next offer.
+
+    Such a transceiver is a local track added since the last negotiation (a publish while a
+    remote offer was on its way, or an own offer dropped in glare: the Python client in
+    peer-to-peer rooms). aiortc 1.16.0 does not expect it when answering (rtcpeerconnection.py):
+
+    * `setLocalDescription(answer)` ("configure direction") derives every transceiver's current
+      direction from `_offerDirection`, which only the remote offer sets for the transceivers it
+      matched: None raised `ValueError: None is not in list`;
+    * `createOffer` gave the transceiver an m-line index (`_set_mline_index`) for the dropped
+      offer, and `setLocalDescription` ("assign MID") takes the first transceiver with an m-line's
+      index: the stale one got the mid of the m-line the remote offer put there (seen: a video
+      transceiver with an audio m-line's mid, and the next offer failed at the peer)."""
+    if transceiver._offerDirection is None:
+        transceiver._offerDirection = "inactive"  # until our next offer negotiates it
+    transceiver._set_mline_index(None)  # type: ignore[arg-type]  # no m-line yet: createOffer gives it one
 
 
 def bundle_policy(pc: RTCPeerConnection) -> RTCBundlePolicy:

@@ -1,9 +1,10 @@
 """One published track: the fan-out from a publisher's receiver to its subscriptions.
 
-On `attach()` the publisher's `RTCRtpReceiver` is hooked (media.sfu.hooks): every RTP packet is
-seen here first, RTX retransmissions are unwrapped, the RFC 6464 audio level is read, and the
-packet is handed to each subscription; aiortc's own handling then runs for RRs and NACKs, but no
-frame is decoded and aiortc's own REMB is off.
+On `attach()` the publisher's `RTCRtpReceiver` hands its packets to the SFU instead of decoding
+them (`hooks.take_over_rtp`): aiortc keeps the statistics for its receiver reports, unwraps RTX
+and sends NACKs; no frame is depayloaded, buffered or decoded, and aiortc's own REMB is never
+computed. Each media packet then comes here: the RFC 6464 audio level is read, and the packet is
+handed to each subscription, synchronously (`Subscription.forward` sends without awaiting).
 
 Upstream feedback is owned here:
 
@@ -22,9 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiortc import RTCRtpReceiver
-from aiortc.codecs import is_rtx
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RtpPacket, unwrap_rtx
+from aiortc.rtp import RtpPacket
 
 from domain.ids import ParticipantSid, TrackSid
 from media.sfu import hooks
@@ -69,7 +69,6 @@ class PublishedTrack:
         self.keyframe_requests_sent = 0
         self.last_remb_sent: int | None = None
         self.rembs_sent = 0
-        self.decoder_queue: hooks.DiscardingDecoderQueue | None = None
         self._config = config
         self._clock = clock
         self._subscriptions: list[Subscription] = []
@@ -81,11 +80,8 @@ class PublishedTrack:
         self._active = True
 
     def attach(self) -> None:
-        """Hook the publisher's receiver: fan-out, no decoding, no aiortc REMB."""
-        hooks.intercept_rtp(self.receiver, self._on_rtp)
-        self.decoder_queue = hooks.skip_decoding(self.receiver)
-        if self.kind == "video":
-            hooks.disable_bitrate_estimator(self.receiver)
+        """Take over the publisher's receiver: fan-out, no decoding, no aiortc REMB."""
+        hooks.take_over_rtp(self.receiver, self._on_rtp)
 
     def retire(self) -> None:
         """Stop forwarding for good (unpublished, or the client recycled the m-line: a newer
@@ -99,10 +95,11 @@ class PublishedTrack:
         return tuple(self._subscriptions)
 
     def add_subscription(self, subscription: Subscription) -> None:
-        """Start forwarding to `subscription` and ask the publisher for a keyframe."""
+        """Start forwarding to `subscription`. It asks for a keyframe itself once its subscriber is
+        connected: one asked for now would arrive before and be dropped, and the rate limit would
+        then hold back the request that counts."""
         if subscription not in self._subscriptions:
             self._subscriptions.append(subscription)
-        self.request_keyframe()
 
     def remove_subscription(self, subscription: Subscription) -> None:
         if subscription in self._subscriptions:
@@ -126,40 +123,34 @@ class PublishedTrack:
         """min(subscribers' estimates, configured cap): what the publisher is told it may send."""
         return min([*self._subscriber_estimates.values(), self._config.max_bitrate_bps])
 
-    async def _on_rtp(self, packet: RtpPacket) -> None:
+    async def _on_rtp(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
         if not self._active:
             return
-        codecs = hooks.receiver_codecs(self.receiver)
-        codec = codecs.get(packet.payload_type)
-        if codec is None:
-            return
-        if is_rtx(codec):
-            media_ssrc = hooks.receiver_rtx_ssrcs(self.receiver).get(packet.ssrc)
-            apt = codec.parameters.get("apt")
-            if media_ssrc is None or not isinstance(apt, int) or apt not in codecs or len(packet.payload) < 2:
-                return
-            packet = unwrap_rtx(packet, payload_type=apt, ssrc=media_ssrc)
-            codec = codecs[apt]
         self.packets_received += 1
         self.codec = codec
         self.media_ssrc = packet.ssrc
         if self.kind == "audio" and packet.extensions.audio_level is not None:
             vad, level = packet.extensions.audio_level
             self.audio_level = AudioLevel(level=level, voice_activity=bool(vad), at=self._clock())
-        for subscription in tuple(self._subscriptions):
-            await subscription.forward(packet, codec)
-        await self._flush_feedback()
+        now, ntp = self._clock(), hooks.ntp_now()
+        for subscription in self._subscriptions:
+            subscription.forward(packet, codec, now, ntp)
+        if self._pli_pending or self._remb_due():
+            await self._flush_feedback()
+
+    def _remb_due(self) -> bool:
+        if self.kind != "video":
+            return False
+        last = self._remb_last_sent_at
+        return last is None or self._clock() - last >= self._config.remb_interval_s
 
     async def _flush_feedback(self) -> None:
         if self._pli_pending and self.media_ssrc is not None:
             self._pli_pending = False
             self.keyframe_requests_sent += 1
             await hooks.send_pli(self.receiver, self.media_ssrc)
-        if self.kind == "video":
-            now = self._clock()
-            due = self._remb_last_sent_at is None or now - self._remb_last_sent_at >= self._config.remb_interval_s
-            if due:
-                await self._send_remb()
+        if self._remb_due():
+            await self._send_remb()
 
     async def _send_remb(self) -> None:
         if self.media_ssrc is None:

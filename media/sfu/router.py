@@ -226,7 +226,7 @@ class Router:
         subscription = next((s for s in participant.slots if s.free and s.kind == track.kind), None)
         if subscription is None:
             transceiver = participant.pc.addTransceiver(IdleTrack(track.kind, msid_track_id), direction="sendrecv")
-            subscription = Subscription(subscriber_sid, transceiver, self._config, self._clock)
+            subscription = Subscription(subscriber_sid, transceiver, self._config)
             participant.slots.append(subscription)
         subscription.attach(track, msid_track_id)
         participant.subscribed[track_sid] = subscription
@@ -246,6 +246,17 @@ class Router:
             return False
         subscription.detach()
         self._offer_needed(participant)
+        return True
+
+    def switch(self, subscriber_sid: ParticipantSid, track_sid: TrackSid, *, on: bool) -> bool:
+        """Switch a subscription off or on (render hints); False if the subscriber does not receive the
+        track (or it is a data track, which is never switched off)."""
+        participant = self._participants.get(subscriber_sid)
+        subscription = participant.subscribed.get(track_sid) if participant is not None else None
+        if subscription is None:
+            return False
+        subscription.switch(on)
+        logger.info("room %s: %s switched %s for %s", self.room_sid, track_sid, "on" if on else "off", subscriber_sid)
         return True
 
     def is_subscribed(self, subscriber_sid: ParticipantSid, track_sid: TrackSid) -> bool:

@@ -14,6 +14,10 @@ For each packet from the source it:
    timestamp, keeps the RFC 6464 audio level, and sends it through `hooks.SenderInjector`,
    which also keeps the retransmission history that answers the subscriber's NACKs.
 
+All of it is synchronous: the published track forwards one packet to all its subscriptions in a
+plain loop, with no coroutine per subscriber (the per-packet cost that remains is the rewrite,
+one serialization, SRTP and the `sendto`; docs/benchmarks.md "SFU").
+
 The subscriber's PLI/FIR become a keyframe request upstream; its REMB goes to the published
 track, whose REMB to the publisher is the minimum over subscribers.
 """
@@ -22,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
 
 from aiortc import RTCRtpSender, RTCRtpTransceiver
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -47,7 +50,6 @@ class Subscription:
         subscriber_sid: ParticipantSid,
         transceiver: RTCRtpTransceiver,
         config: SfuConfig,
-        clock: Callable[[], float],
     ) -> None:
         self.subscriber_sid = subscriber_sid
         self.transceiver = transceiver
@@ -57,12 +59,16 @@ class Subscription:
         self.packets_sent = 0
         self.dropped_waiting_keyframe = 0
         self.subscriber_estimate: int | None = None
-        self._clock = clock
+        self.switched_off = False
+        """The subscriber asked not to receive it for now (a render hint): nothing is forwarded."""
         # Random starts in the lower half of the ranges, like aiortc (avoids early SRTP rollover).
         self._rewriter = SequenceRewriter(random.randrange(1 << 15), random.randrange(1 << 31))
         self._last_sent_at: float | None = None
         self._waiting_keyframe = False
         self._codec_mismatch_logged = False
+        self._codec: RTCRtpCodecParameters | None = None  # the source codec `_payload_type` is for
+        self._payload_type: int | None = None
+        self._source_ssrc: int | None = None
         self.injector = hooks.SenderInjector(
             transceiver,
             history_size=config.history_size,
@@ -87,6 +93,8 @@ class Subscription:
         self.transceiver.sender.replaceTrack(IdleTrack(self.kind, msid_track_id))
         self.transceiver.direction = "sendrecv"
         self.source = source
+        self._codec = None
+        self._source_ssrc = None
         self._rewriter.switch_source()
         self._waiting_keyframe = self.kind == "video"
         if source.codec is not None:
@@ -101,6 +109,17 @@ class Subscription:
             self.source = None
             self.transceiver.direction = "recvonly"
 
+    def switch(self, on: bool) -> None:
+        """Stop forwarding (off) or resume from a keyframe (on), keeping the m-line and one continuous stream."""
+        if on != self.switched_off:
+            return
+        self.switched_off = not on
+        if on:
+            self._rewriter.switch_source()  # sequence continues; timestamps jump by the time switched off
+            self._waiting_keyframe = self.kind == "video"
+            if self.source is not None:
+                self.source.request_keyframe()
+
     def _prefer_codec(self, codec: RTCRtpCodecParameters) -> None:
         """Offer only the publisher's codec (and its RTX) so the subscriber cannot pick another."""
         if self.mid is not None:
@@ -111,22 +130,22 @@ class Subscription:
         if preferred:
             self.transceiver.setCodecPreferences(preferred)
 
-    async def forward(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
-        """Send one of the source's packets to the subscriber, rewritten (see the module docstring)."""
+    def forward(self, packet: RtpPacket, codec: RTCRtpCodecParameters, now: float, ntp: int) -> None:
+        """Send one of the source's packets to the subscriber, rewritten (see the module docstring).
+
+        `now` (the router's clock) and `ntp` (the wall clock, `hooks.ntp_now()`) are read once per
+        packet by the published track, for all its subscriptions."""
         source = self.source
-        if source is None or not self.injector.ready:
+        injector = self.injector
+        if source is None or not injector.ready or self.switched_off:
             return
-        payload_type = self.injector.payload_type_for(codec)
+        if packet.ssrc != self._source_ssrc:
+            self._follow_source_ssrc(packet.ssrc)
+        if codec is not self._codec:
+            self._codec, self._payload_type = codec, injector.payload_type_for(codec)
+        payload_type = self._payload_type
         if payload_type is None:
-            if self._codec_mismatch_logged:
-                return
-            self._codec_mismatch_logged = True
-            logger.warning(
-                "subscriber %s did not negotiate %s for track %s; dropping",
-                self.subscriber_sid,
-                codec.mimeType,
-                source.track_sid,
-            )
+            self._log_codec_mismatch(codec, source)
             return
         if self._waiting_keyframe:
             if not is_keyframe_start(codec.mimeType, packet.payload):
@@ -134,22 +153,38 @@ class Subscription:
                 source.request_keyframe()
                 return
             self._waiting_keyframe = False
-        now = self._clock()
-        gap = 0 if self._last_sent_at is None else round((now - self._last_sent_at) * codec.clockRate)
-        rewritten = self._rewriter.rewrite(packet.sequence_number, packet.timestamp, gap)
+        rewriter = self._rewriter
+        gap = 0
+        if not rewriter.has_source_mapping and self._last_sent_at is not None:
+            gap = round((now - self._last_sent_at) * codec.clockRate)
+        rewritten = rewriter.rewrite(packet.sequence_number, packet.timestamp, gap)
         if rewritten is None:
             return
-        out = RtpPacket(
-            payload_type=payload_type,
-            marker=packet.marker,
-            sequence_number=rewritten.sequence_number,
-            timestamp=rewritten.timestamp,
-            payload=packet.payload,
-        )
-        out.extensions.audio_level = packet.extensions.audio_level
-        if await self.injector.send(out):
+        sequence_number, timestamp = rewritten
+        if injector.send(
+            payload_type, packet.marker, sequence_number, timestamp, packet.payload, packet.extensions.audio_level, ntp
+        ):
             self.packets_sent += 1
             self._last_sent_at = now
+
+    def _follow_source_ssrc(self, ssrc: int) -> None:
+        """The source's packets now carry another SSRC (the publisher restarted its stream): its
+        numbers are unrelated to the previous ones, so map them afresh, from a keyframe for video."""
+        if self._source_ssrc is not None:
+            self._rewriter.switch_source()
+            self._waiting_keyframe = self.kind == "video"
+        self._source_ssrc = ssrc
+
+    def _log_codec_mismatch(self, codec: RTCRtpCodecParameters, source: PublishedTrack) -> None:
+        if self._codec_mismatch_logged:
+            return
+        self._codec_mismatch_logged = True
+        logger.warning(
+            "subscriber %s did not negotiate %s for track %s; dropping",
+            self.subscriber_sid,
+            codec.mimeType,
+            source.track_sid,
+        )
 
     def _on_keyframe_request(self) -> None:
         if self.source is not None:

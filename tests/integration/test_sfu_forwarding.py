@@ -238,9 +238,33 @@ async def test_subscriber_decodes_forwarded_video_and_audio_and_the_sfu_decodes_
     published = [room.router.published_track(t) for t in alice.tracks.values()]
     sfu_decoder_threads = {t.receiver._RTCRtpReceiver__decoder_thread for t in published}
     assert not decoding_threads & sfu_decoder_threads, "a decoder ran on the SFU"
-    assert all(t.decoder_queue is not None and t.decoder_queue.discarded > 0 for t in published)
+    assert all(t.receiver._RTCRtpReceiver__decoder_queue.empty() for t in published), "a frame was queued"
     audio = next(t for t in published if t.kind == "audio")
     assert audio.audio_level is not None and audio.audio_level.level < 127  # a tone, not silence
+
+
+async def test_the_publisher_gets_receiver_reports_from_the_sfu_and_its_stats_count_the_packets(room):
+    """The SFU's lean receive path keeps aiortc's receive statistics: `getStats()` on the SFU side,
+    and the receiver reports the publisher sees (remote-inbound-rtp) for each of its tracks."""
+    alice = room.client("alice")
+    await alice.connect(SyntheticVideo(), ToneAudio())
+    published = [room.router.published_track(t) for t in alice.tracks.values()]
+
+    async def inbound(track: Any) -> int:
+        stats = await track.receiver.getStats()
+        return sum(s.packetsReceived for s in stats.values() if s.type == "inbound-rtp")
+
+    async def reported(kind: str) -> int:
+        stats = await sender_of(alice.pc, kind).getStats()
+        return sum(s.packetsReceived for s in stats.values() if s.type == "remote-inbound-rtp")
+
+    for kind in ("video", "audio"):
+        deadline = time.monotonic() + TIMEOUT
+        while await reported(kind) <= 0:
+            assert time.monotonic() < deadline, f"no receiver report from the SFU for alice's {kind}"
+            await asyncio.sleep(0.05)
+    for track in published:
+        assert await inbound(track) > 0 and track.packets_received > 0
 
 
 async def test_a_late_subscriber_gets_a_keyframe_quickly_because_the_sfu_asks_the_publisher(room):
@@ -349,9 +373,9 @@ async def test_cpu_per_forwarded_packet_is_measured(room, monkeypatch, record_pr
     spent = [0]
     original = Subscription.forward
 
-    async def timed(self: Subscription, packet: RtpPacket, codec: Any) -> None:
+    def timed(self: Subscription, packet: RtpPacket, codec: Any, now: float, ntp: int) -> None:
         start = time.thread_time_ns()
-        await original(self, packet, codec)
+        original(self, packet, codec, now, ntp)
         spent[0] += time.thread_time_ns() - start
 
     monkeypatch.setattr(Subscription, "forward", timed)

@@ -7,19 +7,31 @@ live path is covered by tests/integration/test_sfu_forwarding.py.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-import queue
 import re
-import threading
 from typing import Any
 
+import aioice
+import aioice.ice
 import aiortc
+import aiortc.rtcicetransport
 import aiortc.rtcpeerconnection
 import aiortc.rtcrtpreceiver
+import pylibsrtp
 import pytest
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtcrtpparameters import (
+    RTCRtcpParameters,
+    RTCRtpCodecParameters,
+    RTCRtpDecodingParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpParameters,
+    RTCRtpReceiveParameters,
+    RTCRtpRtxParameters,
+    RTCRtpSendParameters,
+)
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTCP_PSFB_PLI,
@@ -34,6 +46,7 @@ from aiortc.rtp import (
 
 from media.sfu import hooks
 from media.sfu.idle_track import IdleTrack
+from media.sfu.rtp_writer import RtpWriter
 
 
 @pytest.fixture(autouse=True)
@@ -56,73 +69,98 @@ def params(func: Any) -> list[str]:
     return list(inspect.signature(func).parameters)
 
 
-def test_aiortc_is_the_exact_version_the_hooks_were_written_for():
+def test_aiortc_aioice_and_pylibsrtp_are_the_exact_versions_the_hooks_were_written_for():
     assert aiortc.__version__ == hooks.AIORTC_VERSION
+    assert aioice.__version__ == hooks.AIOICE_VERSION
+    assert pylibsrtp.__version__ == hooks.PYLIBSRTP_VERSION
     hooks.check_version()
+    hooks.check_send_path_versions()
 
 
-async def test_intercept_rtp_sees_each_packet_before_aiortc_handles_it(pc):
+def _video_receive_parameters() -> RTCRtpReceiveParameters:
+    return RTCRtpReceiveParameters(
+        codecs=[
+            RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97),
+            RTCRtpCodecParameters(mimeType="video/rtx", clockRate=90000, payloadType=98, parameters={"apt": 97}),
+        ],
+        encodings=[RTCRtpDecodingParameters(ssrc=1111, payloadType=97, rtx=RTCRtpRtxParameters(ssrc=2222))],
+    )
+
+
+async def test_take_over_rtp_keeps_aiortcs_statistics_rtx_and_nacks_and_hands_over_media_packets(pc, caplog):
+    # The aiortc code the lean handler stands in for, and the tables it shares with aiortc.
     assert params(RTCRtpReceiver._handle_rtp_packet) == ["self", "packet", "arrival_time_ms"]
     caller = inspect.getsource(RTCDtlsTransport._handle_rtp_data)
     assert "receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)" in caller
-    receiver = pc.addTransceiver("video").receiver
-    order: list[str] = []
-    original = receiver._handle_rtp_packet
+    original = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    for line in (
+        "self.__remote_streams[packet.ssrc] = StreamStatistics(codec.clockRate)",
+        "self.__remote_streams[packet.ssrc].add(packet)",
+        "self.__active_ssrc[packet.ssrc] = clock.current_datetime()",
+        "original_ssrc = self.__rtx_ssrc.get(packet.ssrc)",
+        "packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)",
+        "if self.__nack_generator is not None and self.__nack_generator.add(packet):",
+        "packet.ssrc, sorted(self.__nack_generator.missing)",
+        "if not self._enabled:",
+    ):
+        assert line in original, line
+    assert params(RTCRtpReceiver._send_rtcp_nack) == ["self", "media_ssrc", "lost"]
+    run_rtcp = inspect.getsource(RTCRtpReceiver._run_rtcp)
+    assert "for ssrc, stream in self.__remote_streams.items():" in run_rtcp  # the receiver reports
 
-    async def aiortc_side(packet: RtpPacket, arrival_time_ms: int) -> None:
-        order.append("aiortc")
-        await original(packet, arrival_time_ms)
+    transceiver = pc.addTransceiver("video")
+    receiver = transceiver.receiver
+    receiver._track = aiortc.rtcrtpreceiver.RemoteStreamTrack(kind="video")  # setRemoteDescription's job
+    tables = {name: getattr(receiver, f"_RTCRtpReceiver__{name}") for name in ("codecs", "rtx_ssrc", "remote_streams")}
+    media: list[tuple[RtpPacket, str]] = []
 
-    receiver._handle_rtp_packet = aiortc_side
+    async def on_packet(packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
+        media.append((packet, codec.mimeType))
+        if packet.sequence_number == 13:
+            raise RuntimeError("a faulty SFU callback")
 
-    async def sfu_side(packet: RtpPacket) -> None:
-        order.append(f"sfu:{packet.sequence_number}")
+    hooks.take_over_rtp(receiver, on_packet)
+    sent: list[Any] = []
 
-    hooks.intercept_rtp(receiver, sfu_side)
-    await receiver._handle_rtp_packet(RtpPacket(payload_type=97, sequence_number=7), arrival_time_ms=0)
-    assert order == ["sfu:7", "aiortc"]
+    async def capture(packet: Any) -> None:
+        sent.append(packet)
 
+    receiver._send_rtcp = capture
+    await receiver.receive(_video_receive_parameters())
+    try:
+        for name, table in tables.items():  # receive() fills the tables the hook holds, not new ones
+            assert getattr(receiver, f"_RTCRtpReceiver__{name}") is table, name
+        with_ast = RtpPacket(payload_type=97, sequence_number=10, timestamp=0, ssrc=1111, payload=b"k")
+        with_ast.extensions.abs_send_time = 1234
+        await receiver._handle_rtp_packet(with_ast, arrival_time_ms=0)
+        await receiver._handle_rtp_packet(RtpPacket(97, sequence_number=12, ssrc=1111, payload=b"m"), 20)
+        rtx = RtpPacket(payload_type=98, sequence_number=500, timestamp=0, ssrc=2222, payload=b"\x00\x0brtx")
+        await receiver._handle_rtp_packet(rtx, arrival_time_ms=40)
+        await receiver._handle_rtp_packet(RtpPacket(111, sequence_number=14, ssrc=1111), 60)  # unknown type
+        await receiver._handle_rtp_packet(RtpPacket(97, sequence_number=13, ssrc=1111, payload=b"x"), 80)
+        receiver._enabled = False
+        await receiver._handle_rtp_packet(RtpPacket(97, sequence_number=15, ssrc=1111, payload=b"y"), 100)
+        receiver._enabled = True
 
-async def test_skip_decoding_keeps_frames_from_the_decoder_thread(pc, monkeypatch):
-    receiver = pc.addTransceiver("video").receiver
-    assert isinstance(receiver._RTCRtpReceiver__decoder_queue, queue.Queue)
-    assert params(aiortc.rtcrtpreceiver.decoder_worker) == ["loop", "input_q", "output_q", "decode_error"]
-    assert "self.__decoder_queue.put((codec, encoded_frame))" in inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
-    decoders: list[Any] = []
-    monkeypatch.setattr(aiortc.rtcrtpreceiver, "get_decoder", lambda codec: decoders.append(codec))
-
-    discarding = hooks.skip_decoding(receiver)
-    assert receiver._RTCRtpReceiver__decoder_queue is discarding
-    output: asyncio.Queue[Any] = asyncio.Queue()
-    worker = threading.Thread(
-        target=aiortc.rtcrtpreceiver.decoder_worker,
-        args=(asyncio.get_running_loop(), discarding, output, threading.Event()),
-    )
-    worker.start()
-    discarding.put(("codec", "frame"))
-    discarding.put(None)
-    assert await asyncio.wait_for(output.get(), 5) is None  # the worker ended on the sentinel
-    worker.join(5)
-    assert discarding.discarded == 1 and decoders == []
-
-
-async def test_disable_bitrate_estimator_removes_aiortcs_remb(pc):
-    receiver = pc.addTransceiver("video").receiver
-    assert isinstance(receiver._RTCRtpReceiver__remote_bitrate_estimator, aiortc.rtcrtpreceiver.RemoteBitrateEstimator)
-    assert "if self.__remote_bitrate_estimator is not None:" in inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
-    hooks.disable_bitrate_estimator(receiver)
-    assert receiver._RTCRtpReceiver__remote_bitrate_estimator is None
-    packet = RtpPacket(payload_type=97, sequence_number=1)
-    packet.extensions.abs_send_time = 1234
-    await receiver._handle_rtp_packet(packet, arrival_time_ms=0)  # no estimator: no crash, no REMB
-
-
-async def test_receiver_codecs_and_rtx_ssrcs_are_the_receivers_tables(pc):
-    receiver = pc.addTransceiver("video").receiver
-    assert hooks.receiver_codecs(receiver) == {} and hooks.receiver_rtx_ssrcs(receiver) == {}
-    source = inspect.getsource(RTCRtpReceiver.receive)
-    assert "self.__codecs[codec.payloadType] = codec" in source
-    assert "self.__rtx_ssrc[encoding.rtx.ssrc] = encoding.ssrc" in source
+        assert [(p.sequence_number, p.ssrc, p.payload, mime) for p, mime in media] == [
+            (10, 1111, b"k", "video/VP8"),
+            (12, 1111, b"m", "video/VP8"),
+            (11, 1111, b"rtx", "video/VP8"),  # unwrapped
+            (13, 1111, b"x", "video/VP8"),
+        ]
+        assert "SFU receive hook failed" in caplog.text  # logged, and the handler carried on
+        # Only the NACK for 11 went out: no REMB from aiortc's estimator, no PLI from a jitter buffer.
+        assert [(type(p), p.fmt, p.media_ssrc, p.lost) for p in sent] == [
+            (RtcpRtpfbPacket, RTCP_RTPFB_NACK, 1111, [11])
+        ]
+        stats = await receiver.getStats()
+        assert sum(s.packetsReceived for s in stats.values() if s.type == "inbound-rtp") >= 1
+        streams = receiver._RTCRtpReceiver__remote_streams
+        assert streams[1111].packets_received == 3 and streams[2222].packets_received == 1
+        assert {s.source for s in receiver.getSynchronizationSources()} == {1111, 2222}
+        assert receiver._RTCRtpReceiver__decoder_queue.empty()
+    finally:
+        await receiver.stop()
 
 
 async def test_send_pli_and_send_remb_use_the_receivers_rtcp_path(pc):
@@ -144,26 +182,118 @@ async def test_send_pli_and_send_remb_use_the_receivers_rtcp_path(pc):
     assert remb.fmt == RTCP_PSFB_APP and unpack_remb_fci(remb.fci) == (150_000, [2222])
 
 
-async def test_sender_injector_sends_answers_nacks_forwards_keyframe_requests_and_reads_remb(pc, monkeypatch):
+SRTP_KEY = bytes(range(30))
+
+
+class DatagramCatcher:
+    """Stands in for the asyncio datagram transport of the nominated pair's protocol."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.sent.append((data, addr))
+
+
+async def started_sender(pc: RTCPeerConnection, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, DatagramCatcher]:
+    """A sender started as aiortc starts it after negotiation, on a DTLS transport made connected by
+    hand (SRTP session with a known key) over an ICE connection whose nominated pair is ours."""
+    transceiver = pc.addTransceiver(IdleTrack("video", "t1"), direction="sendrecv")
+    dtls = transceiver.sender.transport
+    dtls._tx_srtp = pylibsrtp.Session(pylibsrtp.Policy(key=SRTP_KEY, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    monkeypatch.setattr(dtls, "_state", DtlsState.CONNECTED)
+    catcher = DatagramCatcher()
+    protocol = aioice.ice.StunProtocol(receiver=None)
+    protocol.transport = catcher  # type: ignore[assignment]
+    remote = aioice.Candidate("1", 1, "udp", 1, "192.0.2.7", 5004, "host")
+    connection = dtls.transport._connection
+    connection._nominated[1] = aioice.ice.CandidatePair(protocol, remote)
+    await transceiver.sender.send(
+        RTCRtpSendParameters(
+            codecs=[
+                RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97),
+                RTCRtpCodecParameters(mimeType="video/rtx", clockRate=90000, payloadType=98, parameters={"apt": 97}),
+            ],
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(id=4, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
+                RTCRtpHeaderExtensionParameters(id=3, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"),
+            ],
+            muxId="7",
+            rtcp=RTCRtcpParameters(cname="c"),
+        )
+    )
+    return transceiver, catcher
+
+
+def unprotect(data: bytes) -> bytes:
+    session = pylibsrtp.Session(pylibsrtp.Policy(key=SRTP_KEY, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND))
+    return session.unprotect(data)
+
+
+async def test_sender_injector_sends_on_the_nominated_pair_what_aiortcs_send_path_would(pc, monkeypatch):
+    # The send path it replaces: RTCDtlsTransport._send_rtp → RTCIceTransport._send (aioice
+    # Connection.send → sendto) → StunProtocol.send_data → the datagram transport's sendto.
+    send_rtp = inspect.getsource(RTCDtlsTransport._send_rtp)
+    for line in (
+        "if self._state != State.CONNECTED:",
+        "data = self._tx_srtp.protect(data)",
+        "await self.transport._send(data)",
+        "self.__tx_bytes += len(data)",
+        "self.__tx_packets += 1",
+    ):
+        assert line in send_rtp, line
+    assert "self._send = self._connection.send" in inspect.getsource(aiortc.rtcicetransport.RTCIceTransport)
+    assert "await self.sendto(data, 1)" in inspect.getsource(aioice.ice.Connection.send)
+    sendto = inspect.getsource(aioice.ice.Connection.sendto)
+    assert "active_pair = self._nominated.get(component)" in sendto
+    assert "await active_pair.protocol.send_data(data, active_pair.remote_addr)" in sendto
+    assert "self.transport.sendto(data, addr)" in inspect.getsource(aioice.ice.StunProtocol.send_data)
+    run_rtcp = inspect.getsource(RTCRtpSender._run_rtcp)
+    for name in ("__ntp_timestamp", "__rtp_timestamp", "__packet_count", "__octet_count"):
+        assert f"self.{name}" in run_rtcp, name
+
+    transceiver, catcher = await started_sender(pc, monkeypatch)
+    sender, dtls = transceiver.sender, transceiver.sender.transport
+    injector = hooks.SenderInjector(transceiver, 2048, lambda: None, _no_remb)
+    try:
+        assert injector.ready
+        ntp = hooks.ntp_now()
+        assert injector.send(97, 1, 500, 9000, b"abc", None, ntp)
+        [(data, addr)] = catcher.sent
+        assert addr == ("192.0.2.7", 5004)
+        plain = unprotect(data)
+        expected = RtpPacket(
+            payload_type=97, marker=1, sequence_number=500, timestamp=9000, ssrc=sender._ssrc, payload=b"abc"
+        )
+        expected.extensions.mid = "7"
+        expected.extensions.abs_send_time = (ntp >> 14) & 0xFFFFFF
+        assert plain == expected.serialize(sender._RTCRtpSender__rtp_header_extensions_map)  # byte for byte
+        assert injector.history.get(500) == plain
+        assert (sender._RTCRtpSender__packet_count, sender._RTCRtpSender__octet_count) == (1, 3)
+        assert (sender._RTCRtpSender__rtp_timestamp, sender._RTCRtpSender__ntp_timestamp) == (9000, ntp)
+        assert (dtls._RTCDtlsTransport__tx_packets, dtls._RTCDtlsTransport__tx_bytes) == (1, len(data))
+
+        monkeypatch.setattr(dtls, "_state", DtlsState.CLOSED)
+        assert not injector.ready and not injector.send(97, 0, 501, 9000, b"d", None, ntp)
+        assert len(catcher.sent) == 1
+    finally:
+        monkeypatch.setattr(dtls, "_state", DtlsState.NEW)
+        await sender.stop()
+
+
+async def _no_remb(bitrate: int) -> None:
+    pass
+
+
+async def test_sender_injector_answers_nacks_forwards_keyframe_requests_and_reads_remb(pc, monkeypatch):
     for name in ("_retransmit", "_send_keyframe", "_handle_rtcp_packet"):
         assert hasattr(RTCRtpSender, name)
     assert params(RTCRtpSender._retransmit) == ["self", "sequence_number"]
     assert "self._send_keyframe()" in inspect.getsource(RTCRtpSender._handle_rtcp_packet)
-    transceiver = pc.addTransceiver(IdleTrack("video", "t1"), direction="sendrecv")
-    sender = transceiver.sender
-    for name in ("__started", "__mid", "__rtp_header_extensions_map", "__rtx_payload_type", "__rtx_sequence_number"):
-        assert hasattr(sender, f"_RTCRtpSender{name}"), name
-    for name in ("__ntp_timestamp", "__rtp_timestamp", "__octet_count", "__packet_count"):
-        assert getattr(sender, f"_RTCRtpSender{name}") == 0, name
-    assert isinstance(sender._RTCRtpSender__rtp_header_extensions_map, HeaderExtensionsMap)
     assert params(RTCDtlsTransport._send_rtp) == ["self", "data"]
-    sender._RTCRtpSender__rtx_payload_type = 98
-    wire: list[bytes] = []
-
-    async def send_rtp(data: bytes) -> None:
-        wire.append(data)
-
-    monkeypatch.setattr(sender.transport, "_send_rtp", send_rtp)
+    transceiver, catcher = await started_sender(pc, monkeypatch)
+    sender = transceiver.sender
+    assert sender._RTCRtpSender__rtx_payload_type == 98  # set by send() from the RTX codec
     keyframe_requests: list[bool] = []
     rembs: list[int] = []
 
@@ -171,26 +301,92 @@ async def test_sender_injector_sends_answers_nacks_forwards_keyframe_requests_an
         rembs.append(bitrate)
 
     injector = hooks.SenderInjector(transceiver, 2048, lambda: keyframe_requests.append(True), on_remb)
+    try:
+        assert injector.send(97, 0, 500, 9000, b"abc", None, hooks.ntp_now())
+        nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1, media_ssrc=sender._ssrc)
+        nack.lost = [500, 499]  # 499 was never sent
+        await sender._handle_rtcp_packet(nack)
+        assert len(catcher.sent) == 2
+        rtx = RtpPacket.parse(unprotect(catcher.sent[1][0]))
+        assert (rtx.ssrc, rtx.payload_type, rtx.payload) == (sender._rtx_ssrc, 98, b"\x01\xf4abc")
+        assert injector.retransmitted == [500]
 
-    assert await injector.send(RtpPacket(payload_type=97, sequence_number=500, timestamp=9000, payload=b"abc"))
-    sent = RtpPacket.parse(wire[0])
-    assert (sent.ssrc, sent.sequence_number, sent.payload) == (sender._ssrc, 500, b"abc")
-    assert sender._RTCRtpSender__packet_count == 1
-    assert sender._RTCRtpSender__octet_count == 3
-    assert sender._RTCRtpSender__rtp_timestamp == 9000
+        await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=sender._ssrc))
+        assert keyframe_requests == [True]
+        remb = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(300_000, [sender._ssrc]))
+        await sender._handle_rtcp_packet(remb)
+        assert rembs == [300_000]
+    finally:
+        monkeypatch.setattr(sender.transport, "_state", DtlsState.NEW)
+        await sender.stop()
 
-    nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1, media_ssrc=sender._ssrc)
-    nack.lost = [500]
-    await sender._handle_rtcp_packet(nack)
-    rtx = RtpPacket.parse(wire[1])
-    assert (rtx.ssrc, rtx.payload_type, rtx.payload) == (sender._rtx_ssrc, 98, b"\x01\xf4abc")
-    assert injector.retransmitted == [500]
 
-    await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=sender._ssrc))
-    assert keyframe_requests == [True]
-    remb = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(300_000, [sender._ssrc]))
-    await sender._handle_rtcp_packet(remb)
-    assert rembs == [300_000]
+def test_srtp_protector_writes_what_pylibsrtp_writes_and_says_none_where_it_raises():
+    process = inspect.getsource(pylibsrtp.Session._Session__process)
+    assert "_srtp_assert(func(self._srtp[0], self._cdata, len_p))" in process
+    assert "return self._buffer[0 : len_p[0]]" in process
+    assert "lib.srtp_protect, SRTP_MAX_TRAILER_LEN" in inspect.getsource(pylibsrtp.Session.protect)
+
+    def session() -> pylibsrtp.Session:
+        return pylibsrtp.Session(pylibsrtp.Policy(key=SRTP_KEY, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+
+    reference, lean = session(), hooks.SrtpProtector(session())
+    for seq in (1, 2, 3):
+        packet = RtpPacket(payload_type=96, sequence_number=seq, timestamp=seq, ssrc=42, payload=bytes(300)).serialize()
+        assert lean.protect(packet) == reference.protect(packet)
+    stale = RtpPacket(payload_type=96, sequence_number=1, timestamp=1, ssrc=42, payload=bytes(300)).serialize()
+    with pytest.raises(pylibsrtp.Error):
+        reference.protect(stale)
+    assert lean.protect(stale) is None
+    assert lean.protect(bytes(1500)) is None
+
+
+def test_ntp_now_is_aiortcs_ntp_clock():
+    from aiortc import clock
+
+    before, ours, after = clock.current_ntp_time(), hooks.ntp_now(), clock.current_ntp_time()
+    assert before - (1 << 32) // 1000 <= ours <= after + (1 << 32) // 1000  # within a millisecond
+
+
+@pytest.mark.parametrize(
+    ("uris", "mid", "audio_level"),
+    [
+        ({1: "sdes:mid", 3: "abs-send-time"}, "0", None),
+        ({1: "sdes:mid", 2: "ssrc-audio-level"}, "1", (True, 42)),
+        ({1: "sdes:mid", 2: "ssrc-audio-level"}, "1", None),
+        ({4: "sdes:mid", 3: "abs-send-time", 10: "ssrc-audio-level"}, "video-12", (False, 127)),
+        ({14: "abs-send-time"}, None, None),
+        ({}, "0", None),
+    ],
+    ids=["video", "audio", "audio-no-level", "all-three", "no-mid", "none"],
+)
+def test_rtp_writer_writes_what_aiortcs_serializer_writes(uris, mid, audio_level):
+    full = {
+        "sdes:mid": "urn:ietf:params:rtp-hdrext:sdes:mid",
+        "abs-send-time": "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+        "ssrc-audio-level": "urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+    }
+    ext_map = HeaderExtensionsMap()
+    ext_map.configure(
+        RTCRtpParameters(headerExtensions=[RTCRtpHeaderExtensionParameters(id=i, uri=full[u]) for i, u in uris.items()])
+    )
+    ids = ext_map._HeaderExtensionsMap__ids  # what SenderInjector reads
+    writer = RtpWriter(0x01020304, mid, ids.mid or 0, ids.abs_send_time or 0, ids.audio_level or 0)
+    for marker, seq, ts in ((0, 0, 0), (1, 65535, (1 << 32) - 1)):
+        expected = RtpPacket(payload_type=111, marker=marker, sequence_number=seq, timestamp=ts, ssrc=0x01020304)
+        expected.payload = b"payload"
+        expected.extensions.mid = mid
+        expected.extensions.abs_send_time = 0xABCDEF
+        expected.extensions.audio_level = audio_level
+        written = writer.write(111, marker, seq, ts, b"payload", 0xABCDEF, audio_level)
+        assert written == expected.serialize(ext_map)
+
+
+def test_rtp_writer_refuses_what_needs_the_two_byte_header_form():
+    assert not RtpWriter.supports("0", 15, 3, 0)
+    assert not RtpWriter.supports("a-mid-of-seventeen", 1, 3, 0)
+    with pytest.raises(ValueError):
+        RtpWriter(1, "", 1, 0, 0)
 
 
 def _munge(sdp: str) -> str:
@@ -272,3 +468,32 @@ async def test_a_peer_connection_closed_while_connecting_ends_its_connect_task_q
         await hooks._connect_unless_closed(pc)  # open: a real fault, reported
     await pc.close()
     assert await hooks._connect_unless_closed(pc) is None
+
+
+async def test_defer_unoffered_lets_aiortc_answer_an_offer_that_leaves_out_a_new_local_track():
+    """The Python client's glare case: its own offer (created, not applied: aiortc has no rollback)
+    is dropped by the server, and the peer's offer has no m-line for the track it just added."""
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    from media.client.synthetic_track import SyntheticVideoTrack, ToneAudioTrack
+
+    offerer, answerer = RTCPeerConnection(), RTCPeerConnection()
+    try:
+        offerer.addTransceiver("audio", direction="sendrecv")
+        await offerer.setLocalDescription(await offerer.createOffer())
+        answerer.addTransceiver(ToneAudioTrack(), direction="sendrecv")
+        late = answerer.addTransceiver(SyntheticVideoTrack(), direction="sendrecv")
+        await answerer.createOffer()  # the dropped offer: it gave both transceivers an m-line index
+        await answerer.setRemoteDescription(RTCSessionDescription(sdp=offerer.localDescription.sdp, type="offer"))
+        for transceiver in answerer.getTransceivers():
+            if transceiver.mid is None:
+                hooks.defer_unoffered(transceiver)
+
+        await answerer.setLocalDescription(await answerer.createAnswer())
+
+        assert answerer.signalingState == "stable"
+        assert late.mid is None, "the late track waits for the client's next offer"
+        assert answerer.localDescription.sdp.count("m=") == 1
+    finally:
+        await offerer.close()
+        await answerer.close()

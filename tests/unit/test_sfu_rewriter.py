@@ -58,3 +58,31 @@ def test_packets_older_than_the_start_of_the_current_source_are_dropped():
 
 def test_seq_newer_follows_rfc3550_wraparound():
     assert seq_newer(1, 0) and seq_newer(0, 65535) and not seq_newer(65535, 0) and not seq_newer(5, 5)
+
+
+def test_a_long_stream_keeps_flowing_past_half_the_sequence_space():
+    """Regression: the floor was fixed at the first packet, so packets 32768…65535 of every source
+    were dropped as "older" (three minutes of video froze for three more minutes)."""
+    rw = SequenceRewriter(first_sequence_number=100, first_timestamp=0)
+    out = [rw.rewrite((5000 + i) % 65536, (3000 * i) % (1 << 32), ts_gap=0) for i in range(140_000)]
+    assert all(o is not None for o in out)
+    assert [o.sequence_number for o in out[-3:] if o] == [(100 + i) % 65536 for i in range(139_997, 140_000)]
+
+
+def test_a_late_packet_far_behind_a_long_stream_is_dropped_not_sent_with_a_stale_number():
+    rw = SequenceRewriter(first_sequence_number=0, first_timestamp=0)
+    for i in range(40_000):
+        rw.rewrite(i % 65536, 0, ts_gap=0)
+    assert rw.rewrite((40_000 - 20_000) % 65536, 0, ts_gap=0) is None  # 20 000 packets late
+    assert rw.rewrite(39_990, 0, ts_gap=0) is not None  # a little late: keeps its place
+
+
+def test_a_source_whose_numbers_jump_backwards_is_remapped_after_a_burst_of_drops():
+    rw = SequenceRewriter(first_sequence_number=10, first_timestamp=0)
+    for i in range(100):
+        last = rw.rewrite(30_000 + i, 3000 * i, ts_gap=0)
+    assert last is not None
+    jumped = [rw.rewrite(20_000 + i, 300_000 + 3000 * i, ts_gap=3000) for i in range(70)]
+    assert jumped[0] is None and jumped[-1] is not None  # dropped at first, then a new mapping
+    first_after = next(o for o in jumped if o is not None)
+    assert first_after.sequence_number == (last.sequence_number + 1) % 65536

@@ -27,9 +27,14 @@ over `--seconds`: the SFU process's user+sys CPU (/proc/<pid>/stat), the packets
 senders sent (the SR packet counter of each `RTCRtpSender`, which the router's injector keeps too),
 the frames each subscriber decoded, and the CPU of the publisher + subscribers and of everything
 else on the machine (/proc/stat). Router only (MediaRelay re-encodes, so packets cannot be matched),
-latency by each RTP packet's last 32 bytes (payload, forwarded unchanged): publisher
-`RTCDtlsTransport._send_rtp` → subscriber `_handle_rtp_data` (end to end), and SFU
-`_handle_rtp_data` → `_send_rtp` (in SFU). Prints a markdown table and the router/relay ratios.
+latency by each RTP packet's last bytes (payload, forwarded unchanged): publisher
+`RTCDtlsTransport._send_rtp` → subscriber `_handle_rtp_data` (end to end), and in the SFU from
+SRTP unprotect to SRTP protect (pylibsrtp `Session`, below whatever aiortc layers the SFU skips).
+Prints a markdown table, the router/relay ratios and the marginal cost per added subscriber.
+
+`--modes router` measures one SFU only; `--profile DIR` also samples the SFU with py-spy over
+each window (wall-clock samples, so a busy machine inflates syscalls; the CPU figures of such a
+run are perturbed and not for reporting).
 """
 
 from __future__ import annotations
@@ -79,31 +84,47 @@ def msid_by_mid(sdp: str) -> dict[str, str]:
 
 
 async def sfu_main(mode: str, port: int) -> None:
+    import pylibsrtp
     from aiohttp import web
     from aiortc import RTCSessionDescription
     from aiortc.contrib.media import MediaRelay
-    from aiortc.rtcdtlstransport import RTCDtlsTransport
 
     from domain.ids import ParticipantSid, RoomSid, TrackSid
     from media.sfu import Router, SfuConfig
 
-    arrived: dict[str, float] = {}
+    arrived: dict[bytes, float] = {}
     in_sfu: list[float] = []  # per forwarded packet: arrival (decrypted) → handed to SRTP for sending
-    original_handle, original_send = RTCDtlsTransport._handle_rtp_data, RTCDtlsTransport._send_rtp
+    original_unprotect, original_protect = pylibsrtp.Session.unprotect, pylibsrtp.Session.protect
 
-    async def handle(self: Any, data: bytes, arrival_time_ms: int) -> None:
-        arrived[data[-32:].hex()] = time.monotonic()
+    def unprotect(self: Any, data: bytes) -> bytes:
+        plain: bytes = original_unprotect(self, data)
+        arrived[plain[-16:]] = time.monotonic()
         if len(arrived) > 20000:
             arrived.clear()
-        await original_handle(self, data, arrival_time_ms)
+        return plain
 
-    async def send(self: Any, data: bytes) -> None:
-        at = arrived.get(data[-32:].hex())
+    def protect(self: Any, data: bytes) -> bytes:
+        at = arrived.get(data[-16:])
         if at is not None:
             in_sfu.append(time.monotonic() - at)
-        await original_send(self, data)
+        return original_protect(self, data)
 
-    RTCDtlsTransport._handle_rtp_data, RTCDtlsTransport._send_rtp = handle, send  # type: ignore[method-assign]
+    # At the SRTP session, whichever aiortc layers the SFU uses or skips above it (the router's send
+    # path calls libsrtp through `hooks.SrtpProtector`, and `sendto` right after it).
+    pylibsrtp.Session.unprotect, pylibsrtp.Session.protect = unprotect, protect  # type: ignore[method-assign]
+    from media.sfu import hooks
+
+    protector = getattr(hooks, "SrtpProtector", None)
+    if protector is not None:
+        original_lean_protect = protector.protect
+
+        def lean_protect(self: Any, data: bytes) -> bytes | None:
+            at = arrived.get(data[-16:])
+            if at is not None:
+                in_sfu.append(time.monotonic() - at)
+            return original_lean_protect(self, data)  # type: ignore[no-any-return]
+
+        protector.protect = lean_protect
 
     router = Router(RoomSid("RM" + "0" * 32), SfuConfig(max_bitrate_bps=1_500_000)) if mode == "router" else None
     relay = MediaRelay() if mode == "relay" else None
@@ -289,8 +310,13 @@ async def sub_main(port: int) -> None:
 
 def proc_cpu(pid: int) -> float:
     """user+sys seconds of a process (all its threads)."""
+    return sum(proc_user_sys(pid))
+
+
+def proc_user_sys(pid: int) -> tuple[float, float]:
+    """(user, sys) seconds of a process (all its threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
 def machine_cpu() -> tuple[float, float]:
@@ -311,6 +337,21 @@ def get_stats(port: int) -> dict[str, Any]:
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as resp:
         return json.loads(resp.read())
+
+
+def profile(pid: int, mode: str, n: int, args: argparse.Namespace) -> subprocess.Popen[bytes] | None:
+    """With `--profile DIR`: py-spy samples the SFU process over the window (non-blocking, so the
+    SFU is not paused; idle samples are dropped) into DIR/{mode}-{n}.txt, collapsed stacks."""
+    if args.profile is None:
+        return None
+    out = Path(args.profile)
+    out.mkdir(parents=True, exist_ok=True)
+    py_spy = Path(sys.executable).parent / "py-spy"
+    return subprocess.Popen(
+        [str(py_spy), "record", "--pid", str(pid), "--duration", str(int(args.seconds)), "--rate", "200",
+         "--nonblocking", "--format", "raw", "--output", str(out / f"{mode}-{n}.txt")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
 
 
 def one_run(mode: str, n: int, args: argparse.Namespace, port: int) -> dict[str, Any]:
@@ -338,6 +379,7 @@ def one_run(mode: str, n: int, args: argparse.Namespace, port: int) -> dict[str,
             first_frames.append(json.loads(sub.stdout.readline())["first_frame_s"])
         time.sleep(args.warmup)
         ours = [p.pid for p in procs if p is not sfu]
+        sys0 = proc_user_sys(sfu.pid)[1]
         s0, c0, o0, m0, t0 = (
             get_stats(port),
             proc_cpu(sfu.pid),
@@ -345,7 +387,10 @@ def one_run(mode: str, n: int, args: argparse.Namespace, port: int) -> dict[str,
             machine_cpu(),
             time.monotonic(),
         )
+        profiler = profile(sfu.pid, mode, n, args)
         time.sleep(args.seconds)
+        if profiler is not None:
+            profiler.wait(timeout=30)
         s1, c1, o1, m1, t1 = (
             get_stats(port),
             proc_cpu(sfu.pid),
@@ -353,6 +398,7 @@ def one_run(mode: str, n: int, args: argparse.Namespace, port: int) -> dict[str,
             machine_cpu(),
             time.monotonic(),
         )
+        sys1 = proc_user_sys(sfu.pid)[1]
         for sub in subs:
             sub.send_signal(signal.SIGTERM)
         pub.send_signal(signal.SIGTERM)
@@ -377,6 +423,7 @@ def one_run(mode: str, n: int, args: argparse.Namespace, port: int) -> dict[str,
             "mode": mode,
             "n": n,
             "sfu_cpu_pct": 100 * sfu_cpu / wall,
+            "sfu_sys_pct": 100 * (sys1 - sys0) / wall,
             "pkt_per_s": packets / wall,
             "video_pkt_per_s": video_packets / wall,
             "us_per_pkt": 1e6 * sfu_cpu / packets if packets else float("nan"),
@@ -403,6 +450,8 @@ def one_run(mode: str, n: int, args: argparse.Namespace, port: int) -> dict[str,
 def latency(r: dict[str, Any]) -> str:
     if r["latency_ms_p50"] is None:
         return "n/a (re-encoded)"
+    if r["in_sfu_ms_p50"] is None:
+        return f"{r['latency_ms_p50']:.2f} / {r['latency_ms_p99']:.2f} ms"
     return (
         f"{r['latency_ms_p50']:.2f} / {r['latency_ms_p99']:.2f} ms "
         f"(in SFU {r['in_sfu_ms_p50']:.2f} / {r['in_sfu_ms_p99']:.2f} ms)"
@@ -412,34 +461,40 @@ def latency(r: dict[str, Any]) -> str:
 def orchestrate(args: argparse.Namespace) -> None:
     ns = [int(x) for x in args.subscribers.split(",")]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", "media/sfu"], cwd=ROOT, capture_output=True, text=True
+    ).stdout
+    commit = commit.strip() + (" with uncommitted media/sfu changes" if dirty.strip() else "")
     print(
         f"# SFU bench {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.node()}, "
-        f"{os.cpu_count()} cores, python {platform.python_version()}, commit {commit.strip()}, "
+        f"{os.cpu_count()} cores, python {platform.python_version()}, commit {commit}, "
         f"{args.width}x{args.height} {args.content} VP8 + Opus, warmup {args.warmup}s, window {args.seconds}s",
         flush=True,
     )
     results: dict[tuple[str, int], dict[str, Any]] = {}
     port = args.port
+    modes = args.modes.split(",")
     for n in ns:
-        for mode in ("router", "relay"):
+        for mode in modes:
             port += 1
             r = one_run(mode, n, args, port)
             results[(mode, n)] = r
             print(json.dumps(r), flush=True)
     print()
     print(
-        "| mode | N | SFU CPU % | pkts/s out | µs SFU CPU / pkt | fps (min/mean) | "
+        "| mode | N | SFU CPU % (of which sys) | pkts/s out | µs SFU CPU / pkt | fps (min/mean) | "
         "connect→first frame (max) | pub→sub RTP latency p50 / p99 | clients CPU % | other CPU % | idle % |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for (mode, n), r in results.items():
         print(
-            f"| {mode} | {n} | {r['sfu_cpu_pct']:.1f} | {r['pkt_per_s']:.0f} | {r['us_per_pkt']:.0f} | "
+            f"| {mode} | {n} | {r['sfu_cpu_pct']:.1f} ({r['sfu_sys_pct']:.1f}) | {r['pkt_per_s']:.0f} | "
+            f"{r['us_per_pkt']:.0f} | "
             f"{r['fps_min']:.1f} / {r['fps_mean']:.1f} | {max(r['first_frame_s']):.2f} s | {latency(r)} | "
             f"{r['clients_cpu_pct']:.0f} | {r['other_cpu_pct']:.0f} | {r['idle_pct']:.0f} |"
         )
     print()
-    for n in ns:
+    for n in ns if set(modes) == {"router", "relay"} else []:
         ours, base = results[("router", n)], results[("relay", n)]
         print(
             f"N={n}: SFU CPU per subscription router {ours['sfu_cpu_pct'] / n:.1f} % vs relay "
@@ -449,7 +504,7 @@ def orchestrate(args: argparse.Namespace) -> None:
         )
     if len(ns) > 1:
         lo, hi = min(ns), max(ns)
-        for mode in ("router", "relay"):
+        for mode in modes:
             slope = (results[(mode, hi)]["sfu_cpu_pct"] - results[(mode, lo)]["sfu_cpu_pct"]) / (hi - lo)
             pkts = results[(mode, hi)]["pkt_per_s"] - results[(mode, lo)]["pkt_per_s"]
             marginal_us = 1e4 * slope * (hi - lo) / pkts
@@ -469,6 +524,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=360)
+    parser.add_argument("--modes", default="router,relay", help="which SFUs to measure (ratios need both)")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy the SFU over each window (perturbs the CPU figures)")
     parser.add_argument("--content", choices=["noise", "gradient"], default="noise")
     args = parser.parse_args()
     if args.role is None:
