@@ -9,9 +9,17 @@ PeerConnection has none yet). All messages are JSON text.
     network_quality   client: {type:'network_quality', ice, send, recv, audio, video,
                                reportLevel, remoteReportLevel}
                       server: {type:'network_quality', local:<0-5>, remotes:[{sid, level}]}
+    render_hints      client: {type:'render_hints', subscriber:{id, hints:[{track, enabled?, render_dimensions?}]}}
+                      server: {type:'render_hints', subscriber:{id, hints:[{track, result:'OK'|'UNKNOWN_TRACK'}]}}
+    track_switch_off  server: {type:'track_switch_off', off:[MT sids], on:[MT sids]}
+    track_priority    client: {type:'track_priority', track, subscribe:<priority>} (accepted, no effect yet)
 
-Not served (the SDK then leaves those features inert): track_priority, track_switch_off,
-render_hints, publisher_hints, extension_transcriptions.
+A hint `enabled: false` switches the track off for that subscriber (the SFU stops forwarding it,
+the SDK's RemoteVideoTrack fires `switchedOff`); `enabled: true` switches it on again (from a
+keyframe). `render_dimensions` are accepted and not used yet.
+
+Not served (the SDK then leaves those features inert): publisher_hints (adaptive simulcast),
+extension_transcriptions.
 """
 
 from __future__ import annotations
@@ -29,14 +37,18 @@ from media.session.network_quality import level
 from media.signaling.messages import DataChannelTransport, MediaSignalingGrant
 
 logger = logging.getLogger(__name__)
-SERVED = ("active_speaker", "network_quality")
+SERVED = ("active_speaker", "network_quality", "track_priority", "track_switch_off", "render_hints")
 
 QualityHandler = Callable[[ParticipantSid, int, dict[str, Any]], None]
 """(participant, its level, its report's fields) when a network_quality report arrives."""
+HintHandler = Callable[[ParticipantSid, list[dict[str, Any]]], list[dict[str, Any]]]
+"""(subscriber, its render hints) → one result per hint ({track, result})."""
 
 
 class MediaSignaling:
-    def __init__(self, participant_sid: ParticipantSid, requested: list[str], on_quality: QualityHandler) -> None:
+    def __init__(
+        self, participant_sid: ParticipantSid, requested: list[str], on_quality: QualityHandler, on_hints: HintHandler
+    ) -> None:
         self.participant_sid = participant_sid
         self.grants = {
             name: MediaSignalingGrant(transport=DataChannelTransport(label=f"{name}-{uuid.uuid4().hex[:12]}"))
@@ -44,6 +56,7 @@ class MediaSignaling:
             if name in SERVED
         }
         self._on_quality = on_quality
+        self._on_hints = on_hints
         self._channels: dict[str, RTCDataChannel] = {}
         self.speaker_ready = False
         self.speaker_told = False
@@ -81,6 +94,13 @@ class MediaSignaling:
             self.speaker_ready = True
         elif decoded.get("type") == "network_quality" and name == "network_quality":
             self._on_quality(self.participant_sid, level(decoded), decoded)
+        elif decoded.get("type") == "render_hints" and name == "render_hints":
+            subscriber = decoded.get("subscriber")
+            hints = subscriber.get("hints") if isinstance(subscriber, dict) else None
+            if isinstance(subscriber, dict) and isinstance(hints, list):
+                results = self._on_hints(self.participant_sid, [h for h in hints if isinstance(h, dict)])
+                reply = {"type": "render_hints", "subscriber": {"id": subscriber.get("id"), "hints": results}}
+                self.send("render_hints", reply)
 
     def send(self, name: str, payload: dict[str, Any]) -> None:
         channel = self._channels.get(name)

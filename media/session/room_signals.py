@@ -9,7 +9,8 @@ While someone asked for the dominant speaker, a ticker samples every audio track
 level from the router every `tick_s` (dominant_speaker.py decides) and tells every participant
 that asked when the speaker changes, and a participant whose channel becomes ready at once.
 Network quality is answered per report: the reporter's level, and the other participants' last
-levels when it asked for them (`remoteReportLevel` > 0).
+levels when it asked for them (`remoteReportLevel` > 0). Render hints switch a subscriber's
+tracks off and on (`Router.switch`), answered per hint and announced on `track_switch_off`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCPeerConnection
 
-from domain.ids import ParticipantSid
+from domain.ids import ParticipantSid, TrackSid
 from media.session.dominant_speaker import DominantSpeaker
 from media.session.media_signaling import MediaSignaling
 from media.sfu import Router, UnknownTrackError
@@ -51,7 +52,7 @@ class RoomSignals:
         self._ticker: asyncio.Task[None] | None = None
 
     def add(self, sid: ParticipantSid, requested: list[str]) -> dict[str, MediaSignalingGrant]:
-        signals = self._signals[sid] = MediaSignaling(sid, requested, self._on_quality)
+        signals = self._signals[sid] = MediaSignaling(sid, requested, self._on_quality, self._on_hints)
         if signals.wants("active_speaker") and self._ticker is None:
             self._ticker = asyncio.create_task(self._tick(), name=f"room {self._room.room_sid} speaker")
         return signals.grants
@@ -120,3 +121,25 @@ class RoomSignals:
         if isinstance(report.get("remoteReportLevel"), int) and report["remoteReportLevel"] > 0:
             reply["remotes"] = [{"sid": other, "level": lvl} for other, lvl in self._levels.items() if other != sid]
         signals.send("network_quality", reply)
+
+    # --- render hints and track switch-off -----------------------------------------------------------
+
+    def _on_hints(self, sid: ParticipantSid, hints: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Switch tracks off or on for subscriber `sid` as its hints say; one result per hint."""
+        results: list[dict[str, Any]] = []
+        switched: dict[str, list[str]] = {"off": [], "on": []}
+        for hint in hints:
+            track = hint.get("track")
+            if not isinstance(track, str):
+                continue
+            enabled = hint.get("enabled")
+            if isinstance(enabled, bool):
+                if not self._router.switch(sid, TrackSid(track), on=enabled):
+                    results.append({"track": track, "result": "UNKNOWN_TRACK"})
+                    continue
+                switched["on" if enabled else "off"].append(track)
+            results.append({"track": track, "result": "OK"})
+        signals = self._signals.get(sid)
+        if signals is not None and (switched["off"] or switched["on"]):
+            signals.send("track_switch_off", {"type": "track_switch_off", **switched})
+        return results
