@@ -21,7 +21,7 @@ sent; a peer's trickled candidates (a browser's) are added once the remote descr
 ufrag (`IceBox`). Published m-lines are `sendrecv`, like the SDK's: a remote offer may take a
 transceiver whose own offer was not applied yet (the SDK's transceiver recycling). Local tracks
 that a remote offer had no m-line for (an answer cannot add m-lines) are offered right after the
-answer, as the SDK does (`_not_in_this_offer` keeps aiortc from tripping over them meanwhile).
+answer, as the SDK does (`hooks.defer_unoffered` keeps aiortc from tripping over them meanwhile).
 
 `subscription_mids` maps msid track ids of the remote side to m-lines: every m-line of a remote
 offer, and the sending m-lines of a remote answer (a peer's answer carries its tracks in P2P
@@ -190,7 +190,7 @@ class Negotiator:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=description.sdp, type="offer"))
         for transceiver in self.pc.getTransceivers():
             if transceiver.mid is None:
-                _not_in_this_offer(transceiver)
+                hooks.defer_unoffered(transceiver)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         self.subscription_mids.update({track_id: mid for mid, track_id in msid_tracks(description.sdp).items()})
         self.revision = self.stable_revision = revision
@@ -240,24 +240,3 @@ class Negotiator:
         for transceiver in self.senders.values():
             if transceiver.sender.track is not None:
                 transceiver.sender.track.stop()
-
-
-def _not_in_this_offer(transceiver: RTCRtpTransceiver) -> None:
-    """Make a transceiver that the remote offer has no m-line for wait for our next offer.
-
-    Such a transceiver is a local track added since the last negotiation (a publish while a
-    remote offer was on its way, or a client offer dropped in glare). aiortc 1.16.0 does not
-    expect it when answering (rtcpeerconnection.py):
-
-    * `setLocalDescription(answer)` ("configure direction") derives every transceiver's current
-      direction from `_offerDirection`, which only the remote offer sets for the transceivers it
-      matched: None raised `ValueError: None is not in list`;
-    * `createOffer` gave the transceiver an m-line index (`_set_mline_index`) for the dropped
-      offer, and `setLocalDescription` ("assign MID") takes the first transceiver with an m-line's
-      index: the stale one got the mid of the m-line the remote offer put there (seen: a video
-      transceiver with an audio m-line's mid, and the next offer failed at the peer).
-
-    The one place outside media/sfu/hooks.py that touches private aiortc names; it belongs there."""
-    if transceiver._offerDirection is None:
-        transceiver._offerDirection = "inactive"  # until our next offer negotiates it
-    transceiver._set_mline_index(None)  # type: ignore[arg-type]  # no m-line yet: createOffer gives it one
