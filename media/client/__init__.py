@@ -19,15 +19,19 @@ PeerConnection to the SFU in a group room, one per other participant in a peer-t
     ice_box.py          a peer's trickled ICE candidates, by ufrag, until they can be added
     track_relay.py      one local track sent on several PeerConnections (a copy each)
     tcmp.py             `TcmpClient`: the WebSocket, hello/welcome, heartbeats, watchdog, bye
+    reconnect.py        `reopen`: a new socket with `sync` after a lost one, with the SDK's backoff
     participant.py      local and remote participants and track publications
     event.py            the event types (ParticipantConnected, TrackSubscribed, Disconnected, ...)
     errors.py           `ClientError` and its subclasses, with Twilio codes
     synthetic_track.py  a synthetic video track and a tone, to publish
     frame_counter.py    drains a received track, counting frames
 
-Not supported: reconnect (`sync`) after a lost socket (the room ends with 53001), data tracks and
-media-signaling channels, sending trickle ICE (aiortc's SDP carries its candidates), ICE restarts,
-`set_enabled` changing the media (it is signalled only).
+A lost socket (not closed with 1000) emits `Reconnecting` and reconnects with `sync` within the
+room's `session_timeout`, then `Reconnected` (or `Disconnected` with 53000); calls that send
+while it is away raise `SignalingConnectionError`.
+
+Not supported: data tracks and media-signaling channels, sending trickle ICE (aiortc's SDP
+carries its candidates), ICE restarts, `set_enabled` changing the media (it is signalled only).
 """
 
 from media.client.connect import connect
@@ -47,6 +51,8 @@ from media.client.event import (
     Disconnected,
     ParticipantConnected,
     ParticipantDisconnected,
+    Reconnected,
+    Reconnecting,
     RoomEvent,
     TrackDisabled,
     TrackEnabled,
@@ -73,6 +79,8 @@ __all__ = [
     "ParticipantConnected",
     "ParticipantDisconnected",
     "ParticipantError",
+    "Reconnected",
+    "Reconnecting",
     "RemoteParticipant",
     "RemoteTrackPublication",
     "Room",

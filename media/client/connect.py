@@ -104,7 +104,7 @@ async def connect(
             raise SignalingConnectionError(f"expected connected, got {type(first).__name__}", code=53003)
         local = LocalParticipant(sid=first.participant.sid, identity=first.participant.identity)
         local.tracks = {p.id: p for p in publications}
-        room = Room(tcmp, mesh, first, local)
+        room = Room(tcmp, mesh, first, local, reconnect_to=(url, token))
         await room.start(first)
         return room
     except BaseException as exc:

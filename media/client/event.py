@@ -82,6 +82,18 @@ class Disconnected:
     error: ClientError | None
 
 
+@dataclass(frozen=True, eq=False)
+class Reconnecting:
+    """The signaling socket was lost; the client is reconnecting (the SDK's `reconnecting`)."""
+
+    error: ClientError
+
+
+@dataclass(frozen=True, eq=False)
+class Reconnected:
+    """The session is back on a new socket (`synced`)."""
+
+
 RoomEvent = (
     ParticipantConnected
     | ParticipantDisconnected
@@ -93,4 +105,6 @@ RoomEvent = (
     | TrackUnsubscribed
     | TrackSubscriptionFailed
     | Disconnected
+    | Reconnecting
+    | Reconnected
 )

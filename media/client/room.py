@@ -41,6 +41,8 @@ from media.client.event import (
     Disconnected,
     ParticipantConnected,
     ParticipantDisconnected,
+    Reconnected,
+    Reconnecting,
     RoomEvent,
     TrackDisabled,
     TrackEnabled,
@@ -58,6 +60,7 @@ from media.client.participant import (
     RemoteTrackPublication,
     track_kind,
 )
+from media.client.reconnect import reopen
 from media.client.tcmp import TcmpClient
 from media.signaling.messages import (
     ClientUpdate,
@@ -71,6 +74,7 @@ from media.signaling.messages import (
     ServerMessage,
     ServerUpdate,
     Subscribed,
+    Sync,
     Synced,
     TrackId,
 )
@@ -83,7 +87,16 @@ E = TypeVar("E", bound=RoomEvent)
 class Room:
     """A room the client is connected to (made by `connect`)."""
 
-    def __init__(self, tcmp: TcmpClient, mesh: Mesh, connected: Connected, local: LocalParticipant) -> None:
+    def __init__(
+        self,
+        tcmp: TcmpClient,
+        mesh: Mesh,
+        connected: Connected,
+        local: LocalParticipant,
+        *,
+        reconnect_to: tuple[str, str] | None = None,
+    ) -> None:
+        """`reconnect_to`: (signaling url, token) to reconnect with `sync` when the socket is lost."""
         self.sid: RoomSid = connected.sid
         self.name = connected.name
         self.session = connected.session
@@ -95,6 +108,8 @@ class Room:
         self.error: ClientError | None = None
         self._tcmp = tcmp
         self._mesh = mesh
+        self._reconnect_to = reconnect_to
+        self._session_timeout_s = float(connected.options.session_timeout)
         self._revision = 1 + len(local.tracks)  # the SDK's participant revision: +1 per change
         self._published_revision = 0
         self._subscribed_revision = 0
@@ -206,8 +221,10 @@ class Room:
             try:
                 message = await self._tcmp.receive()
             except ClientError as exc:
-                await self._end(None if self._tcmp.clean else exc)
-                return
+                if self._tcmp.clean or not await self._reconnect(exc):
+                    await self._end(None if self._tcmp.clean else exc)
+                    return
+                continue
             try:
                 async with self._lock:
                     await self._apply(message)
@@ -219,6 +236,32 @@ class Room:
             except Exception as exc:  # the top of the task loop: never leave the room half-alive
                 logger.exception("%s: applying %s failed", self, type(message).__name__)
                 await self._end(ClientError(f"client failed: {exc!r}"))
+
+    async def _reconnect(self, lost: ClientError) -> bool:
+        """Reopen the session on a new socket (`sync`); False when the room should end."""
+        if self._reconnect_to is None or self.state != "connected":
+            return False
+        url, token = self._reconnect_to
+        self._emit(Reconnecting(lost))
+        participant = LocalParticipantState(
+            revision=self._revision, tracks=[p.state() for p in self.local_participant.tracks.values()]
+        )
+        sync = Sync(session=self.session, token=token, name=self.name, participant=participant)
+        try:
+            tcmp, first = await reopen(url, sync, self._session_timeout_s)
+        except SignalingConnectionError as exc:
+            await self._end(exc)
+            return False
+        await self._tcmp.close()
+        self._tcmp = tcmp
+        if not isinstance(first, Synced):
+            async with self._lock:
+                await self._apply(first)  # an error (e.g. the session expired): the room ends
+            return self.state == "connected"
+        async with self._lock:
+            await self._apply(first)
+        self._emit(Reconnected())
+        return True
 
     async def _apply(self, message: ServerMessage) -> None:
         if isinstance(message, ErrorMessage):

@@ -29,6 +29,8 @@ from media.client import (
     ParticipantConnected,
     ParticipantDisconnected,
     ParticipantError,
+    Reconnected,
+    Reconnecting,
     Room,
     RoomCompletedError,
     SyntheticVideoTrack,
@@ -41,6 +43,7 @@ from media.client import (
     TrackUnsubscribed,
     connect,
 )
+from tests.tcp_proxy import TcpProxy
 
 WIDTH, HEIGHT = 320, 240
 
@@ -209,3 +212,31 @@ async def test_a_participant_kicked_over_rest_is_disconnected_without_an_error(j
     left = await alice.wait_for(ParticipantDisconnected)
     assert left.participant.identity == "bob"
     assert alice.state == "connected"
+
+
+async def test_a_lost_signaling_connection_reconnects_and_the_media_keeps_flowing(running_service):
+    name = room_name()
+    port = int(running_service.base_url.rsplit(":", 1)[1])
+    async with TcpProxy(port) as proxy:
+        url = f"ws://127.0.0.1:{proxy.port}/signaling"
+        alice = await connect(url, token(running_service, "alice", name), name, [SyntheticVideoTrack(WIDTH, HEIGHT)])
+        bob = await connect(url, token(running_service, "bob", name), name, [ToneAudioTrack()])
+        try:
+            await receiving(bob, "alice", "video")
+            connections = proxy.connections
+
+            await proxy.cut()  # both clients lose their signaling socket; media goes around the proxy
+
+            await alice.wait_for(Reconnecting)
+            await alice.wait_for(Reconnected)
+            await bob.wait_for(Reconnected)
+            assert proxy.connections > connections
+            assert alice.state == bob.state == "connected"
+            await receiving(bob, "alice", "video")
+            # The session is the same: a change after the reconnect reaches the other side.
+            publication = await alice.publish(ToneAudioTrack())
+            published = await bob.wait_for(TrackPublished, lambda e: e.publication.sid == publication.sid)
+            assert published.participant.identity == "alice"
+        finally:
+            await alice.disconnect()
+            await bob.disconnect()
