@@ -188,7 +188,8 @@ class Service:
         from adapters.metrics import Metrics, status_counts
         from adapters.nats.command_service import CommandService
         from adapters.nats.query_service import QueryService
-        from adapters.nats.relay import EventRelay, StreamSettings
+        from adapters.nats.relay import StreamSettings, ensure_stream, lag
+        from adapters.relay_process import RelayProcess
         from media.signaling.route import signaling_route
 
         async def nats_error(exc: Exception) -> None:
@@ -204,7 +205,7 @@ class Service:
         async def health() -> dict[str, object]:
             report: dict[str, object] = {"nats": "connected" if nc.is_connected else "disconnected"}
             if engine is not None and relay is not None:
-                report["relay_lag_events"] = await asyncio.to_thread(relay.lag)
+                report["relay_lag_events"] = await asyncio.to_thread(lag, engine.app, engine.read_model)
             report["status"] = "ok" if nc.is_connected else "degraded"
             return report
 
@@ -259,22 +260,21 @@ class Service:
                 retention=self.config.stream_retention,
                 max_age_seconds=self.config.stream_max_age_seconds,
             )
-            relay = EventRelay(
-                engine.app, nc.jetstream(), engine.read_model, settings,
-                observe_ack=metrics.relay_ack_seconds.observe,
-            )  # fmt: skip
-            metrics.relay_lag_events.set_function(relay.lag)
+            metrics.relay_lag_events.set_function(lambda: lag(engine.app, engine.read_model))
             engine.webhook_observers.append(metrics.observe_webhook)
             metrics.webhook_pending.set_function(engine.webhooks.pending)
             metrics.webhook_lag_events.set_function(engine.webhooks.lag)
             metrics.read_model_lag_events.set_function(
                 lambda: max(0, (engine.app.recorder.max_notification_id() or 0) - engine.read_model.position())
             )
-            engine.bus.after_batch.append(relay.wake.set)
-            await relay.ensure_stream()
+            await ensure_stream(nc.jetstream(), settings)
+            relay = RelayProcess.start(self.config.store_url, self.nats_url, settings)
+            await nc.subscribe(f"{relay.channel}.acked", cb=observe_relay_ack(metrics.relay_ack_seconds.observe))
+            committed = asyncio.Event()
+            engine.bus.after_batch.append(committed.set)
             async with asyncio.TaskGroup() as group:
                 engine_task = group.create_task(engine.run(engine_stopping))
-                relay_task = group.create_task(relay.run())
+                wake_task = group.create_task(wake_relay(nc, f"{relay.channel}.wake", committed))
                 await commands.start()
                 await queries.start()
                 logger.info("serving commands and queries on %s", self.nats_url)
@@ -289,14 +289,9 @@ class Service:
                 await queries.stop()
                 engine_stopping.set()
                 await engine_task
-                relay_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await relay_task
-                try:
-                    while nc.is_connected and await relay.relay_once():  # flush what the last batches committed
-                        pass
-                except Exception as exc:  # NATS went away: the next start relays from the stored position
-                    logger.warning("relay flush at shutdown failed (%s); the next start relays the rest", exc)
+                wake_task.cancel()
+                await asyncio.to_thread(relay.stop)  # it publishes what the last batches committed
+                relay = None
         finally:
             if http is not None:
                 await http.cleanup()
@@ -307,8 +302,8 @@ class Service:
                     await nc.close()
             except (OSError, nats.errors.Error) as exc:  # the connection died while closing
                 logger.warning("closing the NATS connection failed: %s", exc)
-            if relay is not None:
-                await asyncio.to_thread(relay.close)
+            if relay is not None:  # the engine failed: stop its relay all the same
+                await asyncio.to_thread(relay.stop)
             # Store reads still running on pool threads (a cancelled scheduler pass, say) must end
             # before the stores close under them.
             await asyncio.get_running_loop().shutdown_default_executor()
@@ -318,6 +313,23 @@ class Service:
                 self.keyring.close()
             if self.nats_server is not None:
                 self.nats_server.stop()
+
+
+async def wake_relay(nc: Any, subject: str, committed: asyncio.Event) -> None:
+    """Tell the relay process about commits: one message per batch at most, none when idle."""
+    while True:
+        await committed.wait()
+        committed.clear()
+        await nc.publish(subject, b"")
+
+
+def observe_relay_ack(observe: Callable[[float], None]) -> Callable[[Any], Any]:
+    """The relay process's ack timings, into this process's metrics."""
+
+    async def on_message(msg: Any) -> None:
+        observe(float(msg.data))
+
+    return on_message
 
 
 def build_service(config: Config) -> Service:

@@ -3,8 +3,9 @@
 Callers `await bus.execute(command)`. The worker takes everything queued (up to
 `max_batch`) and has the engine decide it on the engine thread, while the previous batch's
 transaction is committed on the writer thread (SQLite and PostgreSQL release the GIL while
-they write and sync). Batches are written strictly in order; a caller's future is resolved
-only after its batch is committed. If a write loses a race (another engine wrote first),
+they write and sync); then, still on the engine thread, it waits for that write and settles
+it, so a cycle costs one hop through the event loop. Batches are written strictly in order;
+a caller's future is resolved only after its batch is committed. If a write loses a race (another engine wrote first),
 that batch and the one decided on top of it are re-run command by command on fresh state.
 """
 
@@ -13,8 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from eventsourcing.persistence import IntegrityError
 
@@ -25,6 +25,9 @@ from domain.results import CommandResult
 logger = logging.getLogger(__name__)
 
 Waiter = tuple[Command, "asyncio.Future[CommandResult]"]
+Writing = tuple[Prepared, list[Waiter], "Future[None]"]
+"""A decided batch, its callers, and its write in progress on the writer thread."""
+Outcome = tuple[list[Waiter], "list[CommandResult] | BaseException"]
 
 
 class CommandBus:
@@ -50,7 +53,7 @@ class CommandBus:
     async def run(self) -> None:
         """Process batches until `stop()`; finishes what was queued before stopping."""
         loop = asyncio.get_running_loop()
-        writing: tuple[Prepared, list[Waiter], asyncio.Future[None]] | None = None
+        writing: Writing | None = None
         try:
             while True:
                 if not self._queue and writing is None:
@@ -60,61 +63,65 @@ class CommandBus:
                     self._ready.clear()
                     continue
                 batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-                prepared = None
-                if batch:
-                    try:
-                        prepared = await self._on_engine(loop, self.engine.prepare, [c for c, _ in batch])
-                    except Exception as exc:  # a bug or a store failure: fail this batch, keep serving
-                        logger.exception("deciding a batch of %d commands failed", len(batch))
-                        self._fail(batch, exc)
-                        batch = []
-                failed = False
-                if writing is not None:
-                    failed = not await self._finish(loop, *writing)
-                    writing = None
-                if prepared is None:
-                    continue
-                if failed or prepared.retry:
-                    if not prepared.retry:
-                        await self._on_engine(loop, lambda p=prepared: self.engine.settle(p, committed=False))
-                    await self._run_alone(loop, batch)
-                    continue
-                write = loop.run_in_executor(self._writer_thread, self.engine.write, prepared)
-                writing = (prepared, batch, write)
+                # One hop to the engine thread a cycle: it decides this batch, then waits for the
+                # previous one's write and settles it. Each hop waits for a busy event loop.
+                prepared, done = await loop.run_in_executor(self._engine_thread, self._step, batch, writing)
+                writing = None
+                for waiters, outcome in done:
+                    if isinstance(outcome, BaseException):
+                        self._fail(waiters, outcome)
+                    else:
+                        self._resolve(waiters, outcome)
+                if prepared is not None:
+                    writing = (prepared, batch, self._writer_thread.submit(self.engine.write, prepared))
         finally:
             self._engine_thread.shutdown(wait=True)
             self._writer_thread.shutdown(wait=True)
 
-    async def _on_engine(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: object) -> Any:
-        return await loop.run_in_executor(self._engine_thread, fn, *args)
+    def _step(self, batch: list[Waiter], writing: Writing | None) -> tuple[Prepared | None, list[Outcome]]:
+        """On the engine thread: decide `batch` and finish the batch being written. Returns the
+        prepared batch to write next (None if there is none) and the batches now answered."""
+        done: list[Outcome] = []
+        prepared = None
+        if batch:
+            try:
+                prepared = self.engine.prepare([c for c, _ in batch])
+            except Exception as exc:  # a bug or a store failure: fail this batch, keep serving
+                logger.exception("deciding a batch of %d commands failed", len(batch))
+                done.append((batch, exc))
+        failed = writing is not None and not self._finish(*writing, done)
+        if prepared is None:
+            return None, done
+        if failed or prepared.retry:
+            if not prepared.retry:
+                self.engine.settle(prepared, committed=False)
+            done.append((batch, self._run_alone(batch)))
+            return None, done
+        return prepared, done
 
-    async def _finish(
-        self, loop: asyncio.AbstractEventLoop, prepared: Prepared, batch: list[Waiter], write: asyncio.Future[None]
-    ) -> bool:
-        """Wait for a batch's write; resolve its callers. False if it must be re-run."""
+    def _finish(self, prepared: Prepared, batch: list[Waiter], write: Future[None], done: list[Outcome]) -> bool:
+        """Wait for a batch's write and settle it; its outcome goes to `done`. False if it was not committed."""
         try:
-            await write
+            write.result()
         except IntegrityError:
-            await self._on_engine(loop, lambda: self.engine.settle(prepared, committed=False))
-            await self._run_alone(loop, batch)
+            self.engine.settle(prepared, committed=False)
+            done.append((batch, self._run_alone(batch)))
             return False
         except Exception as exc:  # the store failed: every caller of the batch learns of it
             logger.exception("writing a batch of %d commands failed", len(batch))
-            await self._on_engine(loop, lambda: self.engine.settle(prepared, committed=False))
-            self._fail(batch, exc)
+            self.engine.settle(prepared, committed=False)
+            done.append((batch, exc))
             return False
-        await self._on_engine(loop, lambda: self.engine.settle(prepared, committed=True))
-        self._resolve(batch, prepared.answers())
+        self.engine.settle(prepared, committed=True)
+        done.append((batch, prepared.answers()))
         return True
 
-    async def _run_alone(self, loop: asyncio.AbstractEventLoop, batch: list[Waiter]) -> None:
+    def _run_alone(self, batch: list[Waiter]) -> list[CommandResult] | Exception:
         try:
-            results = await loop.run_in_executor(self._engine_thread, self.engine.run_alone, [c for c, _ in batch])
+            return self.engine.run_alone([c for c, _ in batch])
         except Exception as exc:
             logger.exception("re-running %d commands failed", len(batch))
-            self._fail(batch, exc)
-            return
-        self._resolve(batch, results)
+            return exc
 
     @staticmethod
     def _fail(batch: list[Waiter], exc: BaseException) -> None:

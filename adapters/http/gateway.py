@@ -22,8 +22,12 @@ from adapters.nats.query_service import QueryService
 
 class Reply(msgspec.Struct):
     ok: bool
-    result: Any = None
+    result: msgspec.Raw = msgspec.Raw(b"null")
+    """The result's JSON as it came: a REST answer is mostly these bytes, unparsed (`value()` parses)."""
     error: dict[str, Any] | None = None
+
+    def value(self) -> Any:
+        return msgspec.json.decode(self.result)
 
 
 _DECODER = msgspec.json.Decoder(Reply)

@@ -94,7 +94,7 @@ class RestApi:
 
     def _answer(self, request: web.Request, reply: Reply, status: int = 200) -> web.Response:
         if reply.ok:
-            return json_response(reply.result, status)
+            return json_response(reply.result, status)  # the result's JSON bytes, as the engine encoded them
         error = reply.error or {}
         code = int(error.get("code", 20500))
         http_status = int(error.get("status", 500))
@@ -128,8 +128,9 @@ class RestApi:
         reply = await self._query(query, body)
         if not reply.ok:
             return self._answer(request, reply)
+        result = reply.value()
         return json_response(
-            page_body(key, reply.result[key], reply.result["next_page_token"], paging, self.base + request.path,
+            page_body(key, result[key], result["next_page_token"], paging, self.base + request.path,
                       P.echo(request.query, filters))
         )  # fmt: skip
 
@@ -230,7 +231,8 @@ class RestApi:
         found = await self._query("get_recording", self._recording_body(request))
         if not found.ok:
             return self._answer(request, found)
-        target = {"room_sid": found.result["grouping_sids"]["room_sid"], "recording_sid": found.result["sid"]}
+        recording = found.value()
+        target = {"room_sid": recording["grouping_sids"]["room_sid"], "recording_sid": recording["sid"]}
         deleted = await self._command(request, "delete_recording", target, 204)
         return web.Response(status=204) if deleted.status == 204 else deleted
 
@@ -238,9 +240,10 @@ class RestApi:
         found = await self._query("get_recording", self._recording_body(request))
         if not found.ok:
             return self._answer(request, found)
-        location = found.result.get("media_external_location")
-        if found.result.get("status") != "completed" or not location:
-            return twilio_error(404, f"The media of recording {found.result['sid']} is not available", 20404)
+        recording = found.value()
+        location = recording.get("media_external_location")
+        if recording.get("status") != "completed" or not location:
+            return twilio_error(404, f"The media of recording {recording['sid']} is not available", 20404)
         raise web.HTTPFound(location)
 
     # --- what is not built yet -------------------------------------------------------------

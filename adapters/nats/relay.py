@@ -59,6 +59,23 @@ def subject_of(event: Any) -> str:
     return f"rooms.evt.{room}.{event_name(type(event))}"
 
 
+async def ensure_stream(js: JetStreamContext, settings: StreamSettings) -> None:
+    """Create the stream, or bring its configuration to `settings`."""
+    config = settings.config()
+    try:
+        await js.stream_info(STREAM)
+    except NotFoundError:
+        await js.add_stream(config)
+        logger.info("created stream %s", STREAM)
+    else:
+        await js.update_stream(config)
+
+
+def lag(app: RoomsApplication, read_model: ReadModel) -> int:
+    """Events committed but not yet acknowledged by JetStream (from the stored position)."""
+    return max(0, (app.recorder.max_notification_id() or 0) - read_model.position(TRACKING))
+
+
 class EventRelay:
     def __init__(
         self,
@@ -84,14 +101,7 @@ class EventRelay:
         """Its own thread for store reads, so replies waiting on the default pool never hold it up."""
 
     async def ensure_stream(self) -> None:
-        config = self.settings.config()
-        try:
-            await self.js.stream_info(STREAM)
-        except NotFoundError:
-            await self.js.add_stream(config)
-            logger.info("created stream %s", STREAM)
-        else:
-            await self.js.update_stream(config)
+        await ensure_stream(self.js, self.settings)
 
     def close(self) -> None:
         """Wait for the relay's thread to finish its store read: only then may the store close."""
@@ -101,7 +111,7 @@ class EventRelay:
         return self.read_model.position(TRACKING)
 
     def lag(self) -> int:
-        return max(0, (self.app.recorder.max_notification_id() or 0) - self.position())
+        return lag(self.app, self.read_model)
 
     async def run(self) -> None:
         """Relay until cancelled; waits on `wake` (set after commits) or polls every second."""

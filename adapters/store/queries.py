@@ -8,6 +8,7 @@ the HTTP and NATS edges turn them into Twilio's JSON shapes.
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -47,6 +48,13 @@ class Filter(NamedTuple):
     value: Any
 
 
+@functools.cache
+def _select_from(table: str) -> str:
+    """`SELECT <every column> FROM <table>`, built once per table (joining the quoted names took
+    a third of a lookup by key)."""
+    return f"SELECT {', '.join(chr(34) + c + chr(34) for c in SCHEMA[table].columns)} FROM {table_name(table)}"
+
+
 class Queries:
     def __init__(self, read_model: ReadModel, refresh: Callable[[], None]) -> None:
         self.read_model = read_model
@@ -65,7 +73,7 @@ class Queries:
         after: list[Any] | None = None,
     ) -> list[Row]:
         columns = SCHEMA[table].columns
-        sql = [f"SELECT {', '.join(chr(34) + c + chr(34) for c in columns)} FROM {table_name(table)}"]
+        sql = [_select_from(table)]
         where: list[str] = []
         params: list[Any] = []
         for f in filters:

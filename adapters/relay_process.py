@@ -1,0 +1,167 @@
+"""The event relay in a process of its own, started by `openrooms serve` beside its engine.
+
+The relay needs only the store and NATS. In the engine's process its JetStream publishes and
+acks cost ~160 µs of interpreter lock per room created, taken from HTTP, deciding and
+writing; in its own process they run on the other core. The two talk over NATS, on subjects
+of their own (`rooms.relay.<id>.*`, one id per engine process):
+
+    engine → relay   `<channel>.wake`    after every committed batch (empty body)
+    relay  → engine  `<channel>.acked`   seconds from reading a batch to its last ack
+
+The relay polls every second as well, so a lost wake-up only delays it. SIGTERM (sent once the
+engine has stopped) makes it publish everything committed so far and exit; Ctrl-C goes to
+the engine, which stops it the same way. It exits by itself if its engine process dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import uuid
+from collections.abc import Awaitable, Callable
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from nats.aio.msg import Msg
+
+from adapters.nats.relay import EventRelay, StreamSettings
+
+logger = logging.getLogger(__name__)
+STOP_SECONDS = 30.0
+"""How long the engine waits for the relay's last publishes before killing it."""
+LATE_CONNECT_SECONDS = 5.0
+"""Stopped before its NATS connection was up, the relay waits this long for it to publish the rest."""
+
+
+def new_channel() -> str:
+    return f"rooms.relay.{uuid.uuid4().hex}"
+
+
+class RelayProcess:
+    def __init__(self, process: BaseProcess, channel: str, ready: Any) -> None:
+        self.process = process
+        self.channel = channel
+        self.ready = ready
+        """Set by the process once SIGTERM makes it flush (before that, SIGTERM would just kill it)."""
+
+    @classmethod
+    def start(cls, store_url: str, nats_url: str, settings: StreamSettings) -> RelayProcess:
+        channel = new_channel()
+        level = logging.getLogger().getEffectiveLevel()
+        context = multiprocessing.get_context("spawn")
+        ready = context.Event()
+        args = (store_url, nats_url, settings, channel, level, ready, os.getpid())
+        process = context.Process(target=main, args=args, name="openrooms-relay", daemon=True)
+        # Ctrl-C reaches the whole process group; the engine stops the relay itself, after its last
+        # commit. So the relay starts with SIGINT blocked (inherited), until it ignores it.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        logger.info("relay process %d started", process.pid)
+        return cls(process, channel, ready)
+
+    def stop(self) -> int | None:
+        """SIGTERM, then wait for it to publish what is committed (blocking); its exit code."""
+        self.ready.wait(STOP_SECONDS)
+        if self.process.is_alive():
+            self.process.terminate()
+        self.process.join(STOP_SECONDS)
+        if self.process.is_alive():
+            logger.warning("relay process %d did not stop in %.0f s; killing it", self.process.pid, STOP_SECONDS)
+            self.process.kill()
+            self.process.join()
+        return self.process.exitcode
+
+
+def main(
+    store_url: str, nats_url: str, settings: StreamSettings, channel: str, log_level: int, ready: Any, engine_pid: int
+) -> None:
+    """The relay process's entry point (multiprocessing target)."""
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's to handle; it stops us after
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    asyncio.run(_relay(store_url, nats_url, settings, channel, ready, engine_pid))
+
+
+async def _relay(
+    store_url: str, nats_url: str, settings: StreamSettings, channel: str, ready: Any, engine_pid: int
+) -> None:
+    import nats
+
+    from adapters.bootstrap import open_application, open_read_model
+
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+    ready.set()
+    stop = asyncio.create_task(_stop_requested(stopping, engine_pid))  # not getppid(): it may be gone already
+    connecting = asyncio.create_task(
+        nats.connect(nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.25, error_cb=_nats_error)
+    )
+    await asyncio.wait([stop, connecting], return_when=asyncio.FIRST_COMPLETED)
+    if not connecting.done():  # stopped while connecting: NATS gets a few seconds more, for the flush
+        await asyncio.wait([connecting], timeout=LATE_CONNECT_SECONDS)
+    if not connecting.done():  # NATS is down: nothing can be published; the next start relays the rest
+        connecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await connecting
+        return
+    nc = connecting.result()
+    app = open_application(store_url)
+    read_model = open_read_model(store_url)
+    relay = EventRelay(app, nc.jetstream(), read_model, settings, observe_ack=_report_acks(nc, f"{channel}.acked"))
+    try:
+        await nc.subscribe(f"{channel}.wake", cb=_waker(relay.wake.set))
+        running = asyncio.create_task(relay.run())
+        await stop
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        try:
+            while nc.is_connected and await relay.relay_once():  # what the engine's last batches committed
+                pass
+        except Exception as exc:  # NATS went away: the next start relays from the stored position
+            logger.warning("relay flush at shutdown failed (%s); the next start relays the rest", exc)
+    finally:
+        with contextlib.suppress(OSError, nats.errors.Error):  # the connection died while closing
+            await (nc.drain() if nc.is_connected else nc.close())
+        relay.close()
+        read_model.db.close()
+        app.close()
+
+
+def _report_acks(nc: Any, subject: str) -> Callable[[float], None]:
+    sending: set[asyncio.Task[None]] = set()
+
+    def observe_ack(seconds: float) -> None:
+        task = asyncio.create_task(nc.publish(subject, str(seconds).encode()))
+        sending.add(task)
+        task.add_done_callback(sending.discard)
+
+    return observe_ack
+
+
+def _waker(wake: Callable[[], None]) -> Callable[[Msg], Awaitable[None]]:
+    async def on_message(_: Msg) -> None:
+        wake()
+
+    return on_message
+
+
+async def _stop_requested(stopping: asyncio.Event, parent: int) -> None:
+    """Until SIGTERM, or until the engine process is gone (then nobody else would stop us)."""
+    while os.getppid() == parent:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await stopping.wait()
+                return
+    logger.warning("the engine process %d is gone; the relay stops", parent)
+
+
+async def _nats_error(exc: Exception) -> None:
+    logger.warning("relay's NATS connection: %s: %s", type(exc).__name__, exc)
