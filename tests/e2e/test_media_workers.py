@@ -46,8 +46,9 @@ def processes(start: Callable[..., Any], tmp_path_factory: pytest.TempPathFactor
     first = start(state, "--public-url", PUBLIC, env=MEDIA_ENV)
     second = start(state, "--role", "media", "--nats", first.nats_url, "--public-url", PUBLIC, env=MEDIA_ENV)
     yield first, second
-    for process in (second, first):
-        assert process.process.stop() == 0, process.process.stderr()
+    codes = [process.process.stop() for process in (second, first)]  # both stopped before any assertion
+    for process, code in zip((second, first), codes, strict=True):
+        assert code == 0, process.process.stderr()
         assert "Traceback" not in process.process.stderr(), process.process.stderr()
 
 
