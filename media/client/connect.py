@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import platform
 from collections.abc import Iterable
+from typing import TypeVar
 
 from aiortc.mediastreams import MediaStreamTrack
 
@@ -61,13 +62,7 @@ async def connect(
     try:
         if ice_servers is None:
             tcmp = await TcmpClient.open(url, IceRequest(token=token))
-            async with asyncio.timeout(timeout):
-                iced = await tcmp.receive()
-            if isinstance(iced, ErrorMessage):
-                raise twilio_error(iced.code, iced.message)
-            if not isinstance(iced, Iced):
-                raise SignalingConnectionError(f"expected iced, got {type(iced).__name__}", code=53003)
-            ice_servers = iced.ice_servers
+            ice_servers = (await _reply(tcmp, Iced, timeout)).ice_servers
         mesh = Mesh(rtc_configuration(ice_servers, relay_only=relay_only))
         publications = [
             LocalTrackPublication(id=TrackId(track.id), kind=track_kind(track), name=track.id, track=track)
@@ -96,12 +91,7 @@ async def connect(
             tcmp = await TcmpClient.open(url, message)
         else:
             await tcmp.send(message)
-        async with asyncio.timeout(timeout):
-            first = await tcmp.receive()
-        if isinstance(first, ErrorMessage):
-            raise twilio_error(first.code, first.message)
-        if not isinstance(first, Connected):
-            raise SignalingConnectionError(f"expected connected, got {type(first).__name__}", code=53003)
+        first = await _reply(tcmp, Connected, timeout)
         local = LocalParticipant(sid=first.participant.sid, identity=first.participant.identity)
         local.tracks = {p.id: p for p in publications}
         room = Room(tcmp, mesh, first, local, reconnect_to=(url, token))
@@ -115,3 +105,17 @@ async def connect(
         if isinstance(exc, TimeoutError):
             raise SignalingConnectionError(f"no connected within {timeout} s", code=53002) from exc
         raise
+
+
+M = TypeVar("M", Iced, Connected)
+
+
+async def _reply(tcmp: TcmpClient, expected: type[M], timeout: float) -> M:
+    """The server's next message, which must be `expected`; an RSP `error` raises its typed error."""
+    async with asyncio.timeout(timeout):
+        message = await tcmp.receive()
+    if isinstance(message, ErrorMessage):
+        raise twilio_error(message.code, message.message)
+    if not isinstance(message, expected):
+        raise SignalingConnectionError(f"expected {expected.__name__}, got {type(message).__name__}", code=53003)
+    return message

@@ -54,8 +54,6 @@ class SfuPeer:
         self._lock = asyncio.Lock()
         self._negotiation: asyncio.Task[None] | None = None
         self._last_offer: SessionDescription | None = None
-        self.wants_offer = False
-        """A change the router does not track (SCTP for the MSP channels) needs a server offer."""
 
     def __str__(self) -> str:
         return str(self.session)
@@ -95,11 +93,6 @@ class SfuPeer:
         """The server offer still waiting for its answer (a socket lost meanwhile may have lost it)."""
         return self._last_offer if self._awaiting_answer is not None else None
 
-    def renegotiate(self) -> None:
-        """Offer (soon) even though the router's subscriptions did not change."""
-        self.wants_offer = True
-        self.request_offer()
-
     def request_offer(self) -> None:
         """Offer (soon) if the router needs it; one negotiation at a time."""
         if not self.session.ready or self.closed or (self._negotiation is not None and not self._negotiation.done()):
@@ -110,16 +103,13 @@ class SfuPeer:
         try:
             async with self._lock:
                 sid = self.session.sid
-                if self.closed or self._awaiting_answer is not None:
-                    return
-                if not self.router.needs_offer(sid) and not self.wants_offer:
+                if self.closed or self._awaiting_answer is not None or not self.router.needs_offer(sid):
                     return
                 if self.pc.connectionState == "closed":  # aiortc closes it when the client's side closed
                     logger.info("%s: PeerConnection closed; no server offer", self)
                     return
                 offer = await self.pc.createOffer()
                 self.router.offer_sent(sid)
-                self.wants_offer = False
                 await self.pc.setLocalDescription(offer)
                 sdp = self._with_subscription_msids(self.pc.localDescription.sdp)
                 self._revision += 1

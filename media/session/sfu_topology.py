@@ -70,7 +70,7 @@ class SfuTopology:
     async def joined(self, session: ParticipantSession) -> None:
         peer = self.peers.get(session.sid)
         if peer is not None and self.signals.open(session.sid, peer.pc):
-            peer.renegotiate()  # the MSP channels need SCTP: a server offer adds it
+            self.router.renegotiate(session.sid)  # the MSP channels need SCTP: a server offer adds it
         self.reconcile_all()
 
     async def on_peer_connections(self, session: ParticipantSession, entries: list[PeerConnectionState]) -> None:
@@ -154,7 +154,7 @@ class SfuTopology:
         for track_sid in self.room.track_sids():
             if track_sid not in wanted and self.router.is_subscribed(sid, track_sid):
                 self.router.unsubscribe(sid, track_sid)
-        if self.router.needs_offer(sid) or peer.wants_offer:
+        if self.router.needs_offer(sid):
             peer.request_offer()  # the offer carries the new `subscribed`
         else:
             self._push_subscribed(peer.session)  # e.g. a data channel on an SCTP transport already negotiated

@@ -274,6 +274,10 @@ class Router:
         """True when subscriptions changed since the last `offer_sent` for this participant."""
         return self._participant(participant_sid).needs_offer
 
+    def renegotiate(self, participant_sid: ParticipantSid) -> None:
+        """A change outside the router's subscriptions (SCTP for the media-signaling channels) needs an offer."""
+        self._offer_needed(self._participant(participant_sid))
+
     def offer_sent(self, participant_sid: ParticipantSid) -> None:
         """The session layer created (and will send) a server offer covering all current changes."""
         self._participant(participant_sid).needs_offer = False

@@ -144,6 +144,15 @@ def sdk_page(chromium: Any, sdk_origin: str) -> Iterator[Any]:
 
 
 @pytest.fixture
+def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aioice skips 127.0.0.1: Python clients in this process gather exactly that (the server does
+    via `MEDIA_ENV`), so they reach the server and each other on loopback."""
+    import aioice.ice
+
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+
+
+@pytest.fixture
 def sdk_pages(chromium: Any, sdk_origin: str) -> Iterator[Callable[..., Any]]:
     """`sdk_pages(init_script=None)`: another page with the SDK loaded, each in a browser context of its own
     (own fake camera and microphone); all closed at the end of the test."""

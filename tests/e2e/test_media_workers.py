@@ -32,11 +32,7 @@ WIDTH, HEIGHT = 320, 240
 PUBLIC = "http://rooms.example.test"
 
 
-@pytest.fixture(autouse=True)
-def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
-    import aioice.ice
-
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+pytestmark = pytest.mark.usefixtures("loopback_ice")
 
 
 @pytest.fixture(scope="module")

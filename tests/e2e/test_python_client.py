@@ -19,8 +19,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from twilio.jwt.access_token import AccessToken
-from twilio.jwt.access_token.grants import VideoGrant
 
 from media.client import (
     AccessTokenError,
@@ -43,24 +41,13 @@ from media.client import (
     TrackUnsubscribed,
     connect,
 )
+from tests.e2e.browser_room import token
 from tests.tcp_proxy import TcpProxy
 
 WIDTH, HEIGHT = 320, 240
 
 
-@pytest.fixture(autouse=True)
-def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
-    """aioice skips 127.0.0.1; the clients gather exactly that (the server does via its env)."""
-    import aioice.ice
-
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
-
-
-def token(service: Any, identity: str, room: str, secret: str | None = None) -> str:
-    c = service.credentials
-    access = AccessToken(c["account_sid"], c["api_key_sid"], secret or c["api_key_secret"], identity=identity)
-    access.add_grant(VideoGrant(room=room))
-    return str(access.to_jwt())
+pytestmark = pytest.mark.usefixtures("loopback_ice")
 
 
 @pytest.fixture

@@ -30,19 +30,14 @@ from media.client import (
     TrackUnsubscribed,
     connect,
 )
-from tests.e2e.browser_room import media_metrics
-from tests.e2e.test_python_client import subscribed, token
+from tests.e2e.browser_room import media_metrics, token
+from tests.e2e.test_python_client import subscribed
 
 WIDTH, HEIGHT = 320, 240
 NO_SFU_MEDIA = {"openrooms_media_peer_connections": 0.0, "openrooms_media_rtp_packets_received_total": 0.0}
 
 
-@pytest.fixture(autouse=True)
-def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
-    """aioice skips 127.0.0.1; the clients gather exactly that, and reach each other on it."""
-    import aioice.ice
-
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+pytestmark = pytest.mark.usefixtures("loopback_ice")
 
 
 @pytest.fixture

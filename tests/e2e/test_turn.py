@@ -72,11 +72,7 @@ def test_turn_credentials_are_not_handed_to_a_forged_token(
     assert outcome == {"connected": False, "code": 20107, "message": outcome["message"]}
 
 
-@pytest.fixture(autouse=True)
-def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
-    import aioice.ice
-
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+pytestmark = pytest.mark.usefixtures("loopback_ice")
 
 
 async def test_python_clients_ask_for_ice_servers_and_talk_through_turn(turn_service: tuple[Any, Coturn]) -> None:
