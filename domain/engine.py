@@ -142,6 +142,7 @@ class Engine:
         clock: Clock,
         backoff: Callable[[int], None] = lambda attempt: None,
         cache_size: int = 20_000,
+        recent_results: int = 50_000,
         snapshot_interval: int = 500,
         max_attempts: int = 50,
     ) -> None:
@@ -150,6 +151,7 @@ class Engine:
         self.sids = sids
         self.clock = clock
         self.cache_size = cache_size
+        self.recent_results = recent_results
         self.snapshot_interval = snapshot_interval
         self.max_attempts = max_attempts
         self.backoff = backoff
@@ -160,6 +162,8 @@ class Engine:
         self._pending: list[Event] = []
         self._touched: set[str] = set()
         self._inflight: dict[str, CommandResult] = {}
+        self._recent: dict[str, CommandResult] = {}
+        """The results of the last `recent_results` commands this engine committed (insertion order)."""
         self.last_written_position = 0
         """The log position of the last event this engine committed (read-your-writes)."""
         self._to_stored = app.mapper.to_stored_event
@@ -233,15 +237,19 @@ class Engine:
         self.settle(prepared, committed=True)
         return prepared.answers()
 
-    def prepare(self, commands: Sequence[Command]) -> Prepared:
+    def prepare(self, commands: Sequence[Command], *, look_up: bool = True) -> Prepared:
         """Decide a batch on the in-memory state; nothing is written yet.
 
         The state it leaves in memory includes the batch, so the next batch can be prepared
         while this one is written (`write`, any thread) and then `settle`d, in order.
+        Command ids this engine decided or committed lately answer from memory; the others are
+        looked up in the log, unless `look_up` is False: then a repeat of an older command is
+        caught by the write (the log takes a command id once), which fails, and the caller
+        re-runs the batch with `run_alone`, which looks up.
         """
         ids = list(dict.fromkeys(c.command_id for c in commands))
-        known = {k: v for k in ids if (v := self._inflight.get(k)) is not None}
-        missing = [k for k in ids if k not in known]
+        known = {k: v for k in ids if (v := self._inflight.get(k) or self._recent.get(k)) is not None}
+        missing = [k for k in ids if k not in known] if look_up else []
         stored = self.command_log.select_command_results(missing) if missing else {}
         known.update((k, result_decoder.decode(v)) for k, v in stored.items())
         fresh: list[Command] = []
@@ -274,18 +282,22 @@ class Engine:
         self._touched = set()
         return prepared
 
-    def write(self, prepared: Prepared) -> None:
-        """Commit a prepared batch's events and results in one transaction (thread-safe)."""
-        if not prepared.results:
+    def write(self, *batches: Prepared) -> None:
+        """Commit prepared batches' events and results in one transaction (thread-safe); the
+        batches must be settled afterwards in the order they were prepared."""
+        stored = [e for p in batches for e in p.stored]
+        encoded = [r for p in batches for r in p.encoded]
+        if not encoded:
             return
-        ids = self.app.recorder.insert_events(prepared.stored, command_results=prepared.encoded)
+        ids = self.app.recorder.insert_events(stored, command_results=encoded)
         if ids:
             self.last_written_position = max(self.last_written_position, max(ids))
-        if prepared.snapshots and self.app.snapshots is not None:
+        snapshots = [s for p in batches for s in p.snapshots]
+        if snapshots and self.app.snapshots is not None:
             try:
-                self.app.snapshots.recorder.insert_events(prepared.snapshots)
-            except Exception:  # snapshots only speed up loading; the batch is committed
-                logger.exception("writing %d snapshots failed", len(prepared.snapshots))
+                self.app.snapshots.recorder.insert_events(snapshots)
+            except Exception:  # snapshots only speed up loading; the batches are committed
+                logger.exception("writing %d snapshots failed", len(snapshots))
 
     def settle(self, prepared: Prepared, *, committed: bool) -> None:
         """After `write`: record what is now committed, or forget everything uncommitted."""
@@ -295,6 +307,9 @@ class Engine:
             self._abort()
             return
         prepared.known.update(prepared.results)
+        self._recent.update(prepared.results)
+        while len(self._recent) > self.recent_results:
+            del self._recent[next(iter(self._recent))]
         self._committed.update(prepared.versions)
         while len(self._cache) > self.cache_size:
             aggregate_id, _ = self._cache.popitem(last=False)
@@ -347,12 +362,14 @@ class Engine:
 
     def _check_fresh(self, aggregate_ids: set[str]) -> None:
         """A command that wrote nothing (refused, or nothing to do) read only committed state
-        that no version check will cover: make sure no other engine moved it on."""
+        that no version check will cover: make sure no other engine moved it on. (Past the
+        version in memory: this engine's own batches still being written are not news, and if
+        another engine wrote beside one of them, that batch's write fails and this is re-run.)"""
         for aggregate_id in aggregate_ids:
-            committed = self._committed.get(aggregate_id)
-            if committed is None:
+            state = self._cache.get(aggregate_id)
+            if state is None:
                 continue
-            if self.app.recorder.select_events(aggregate_id, gt=committed, limit=1):
+            if self.app.recorder.select_events(aggregate_id, gt=state.version, limit=1):
                 raise _Retry
 
     def _abort(self) -> None:

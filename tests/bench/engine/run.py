@@ -1,6 +1,7 @@
 """Engine benchmark: our command path against a naive eventsourcing loop, in one run.
 
     .venv/bin/python tests/bench/engine/run.py [--rooms 2000] [--naive-rooms 300] [--clients 64]
+                                               [--rates 10000 12000] [--seconds 10]
 
 1. commands/s through the engine (CommandBus group commit + in-memory active rooms) on a
    durable SQLite file (WAL, synchronous=FULL), `--clients` rooms driven concurrently;
@@ -9,7 +10,10 @@
    file, same command mix.
 2. `replay --verify` events/s on the log of (1) against a raw read of the notifications
    (eventsourcing's `select_notifications`, no decoding).
-3. memory per active room (4 participants with an audio and a video track each).
+3. commands/s sustained: one-event commands offered open loop at each `--rates` rate for
+   `--seconds` (sent on schedule whatever the replies do); the rate is sustained when every
+   command is answered right after the sending ends. Latency from the scheduled send.
+4. memory per active room (4 participants with an audio and a video track each).
 
 Each room runs the same session: create, 4 connects publishing audio+video, 8 mute/unmute
 toggles, 4 disconnects (17 commands). Prints a markdown table with the ratios.
@@ -26,6 +30,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -111,32 +116,11 @@ async def run_toggles(store_url: str, clients: int, per_client: int) -> tuple[fl
     engine = Engine(app, policy=POLICY, sids=random_sid, clock=SystemClock().now)
     bus = CommandBus(engine)
     runner = asyncio.create_task(bus.run())
-    targets = []
-    for k in range(clients):
-        room = (await bus.execute(c.CreateRoom(command_id=f"t{k}"))).room_sid
-        assert room is not None
-        joined = await bus.execute(
-            c.ConnectParticipant(
-                command_id=f"t{k}-join",
-                room=room,
-                identity="solo",
-                tracks=[c.TrackSpec(name="cam", kind="video")],
-            )
-        )
-        targets.append((room, joined.participant_sid, joined.track_sids[0]))
+    targets = [await publisher(bus, f"t{k}") for k in range(clients)]
 
     async def client(k: int) -> None:
-        room, participant, track = targets[k]
         for n in range(per_client):
-            await bus.execute(
-                c.SetTrackEnabled(
-                    command_id=f"t{k}-{n}",
-                    room_sid=room,
-                    participant_sid=participant,
-                    track_sid=track,
-                    enabled=bool(n % 2),
-                )
-            )
+            await bus.execute(toggle(targets[k], f"t{k}-{n}", bool(n % 2)))
 
     start = time.perf_counter()
     await asyncio.gather(*(client(k) for k in range(clients)))
@@ -145,6 +129,75 @@ async def run_toggles(store_url: str, clients: int, per_client: int) -> tuple[fl
     await runner
     app.close()
     return elapsed, clients * per_client
+
+
+@dataclass
+class Offered:
+    rate: float
+    seconds: float
+    achieved: float
+    drain: float
+    latencies: list[float]
+
+
+async def run_offered(store_url: str, rate: float, seconds: float, rooms: int) -> Offered:
+    """Open loop: one-event commands sent at `rate`/s whatever the replies do, for `seconds`.
+
+    The engine sustains the rate if it has answered everything when the sending ends (plus a
+    short drain); latency is from each command's scheduled send time to its answer."""
+    app = open_application(store_url)
+    engine = Engine(app, policy=POLICY, sids=random_sid, clock=SystemClock().now)
+    bus = CommandBus(engine)
+    runner = asyncio.create_task(bus.run())
+    targets = [await publisher(bus, f"o{k}") for k in range(rooms)]
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+    pending: set[asyncio.Task[None]] = set()
+
+    async def one(n: int, scheduled: float) -> None:
+        await bus.execute(toggle(targets[n % rooms], f"o-{n}", bool((n // rooms) % 2)))
+        latencies.append(time.perf_counter() - scheduled)
+
+    total = int(rate * seconds)
+    began = time.perf_counter()
+    sent = 0
+    while sent < total:  # every millisecond, send what is due by now
+        due = min(total, int((time.perf_counter() - began) * rate) + 1)
+        for n in range(sent, due):
+            task = loop.create_task(one(n, began + n / rate))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        sent = due
+        await asyncio.sleep(0.001)
+    sending = time.perf_counter() - began
+    while pending:
+        await asyncio.wait(set(pending))
+    elapsed = time.perf_counter() - began
+    bus.stop()
+    await runner
+    app.close()
+    return Offered(rate, seconds, total / elapsed, elapsed - sending, sorted(latencies))
+
+
+async def publisher(bus: CommandBus, name: str) -> tuple[str, str, str]:
+    """A room with one participant publishing one video track: (room, participant, track)."""
+    room = (await bus.execute(c.CreateRoom(command_id=f"{name}-create"))).room_sid
+    assert room is not None
+    joined = await bus.execute(
+        c.ConnectParticipant(
+            command_id=f"{name}-join", room=room, identity="solo", tracks=[c.TrackSpec(name="cam", kind="video")]
+        )
+    )
+    assert joined.participant_sid is not None
+    return room, joined.participant_sid, joined.track_sids[0]
+
+
+def toggle(target: tuple[str, str, str], command_id: str, enabled: bool) -> c.Command:
+    """Mute or unmute the published track of `target` (room, participant, track): one event."""
+    room, participant, track = target
+    return c.SetTrackEnabled(
+        command_id=command_id, room_sid=room, participant_sid=participant, track_sid=track, enabled=enabled
+    )
 
 
 class NaiveRoom(Aggregate):
@@ -239,6 +292,8 @@ def main() -> None:
     parser.add_argument("--rooms", type=int, default=2000)
     parser.add_argument("--naive-rooms", type=int, default=300)
     parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--rates", type=float, nargs="+", default=[10_000, 12_000], help="open-loop offered rates")
+    parser.add_argument("--seconds", type=float, default=10.0, help="open-loop duration per rate")
     parser.add_argument("--memory-rooms", type=int, default=2000)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="openrooms-bench-"))
@@ -246,6 +301,10 @@ def main() -> None:
 
     ours_s, ours_n, events = asyncio.run(run_ours(store_url, args.rooms, args.clients))
     toggle_s, toggle_n = asyncio.run(run_toggles(f"sqlite:///{workdir / 'toggles.db'}", args.clients, 100))
+    offered = [
+        asyncio.run(run_offered(f"sqlite:///{workdir / f'offered-{rate}.db'}", rate, args.seconds, args.clients))
+        for rate in args.rates
+    ]
     naive_s, naive_n = run_naive(workdir / "naive.db", args.naive_rooms)
 
     app = open_application(store_url)
@@ -276,6 +335,14 @@ def main() -> None:
         f"| commands/s, one event each (mute/unmute, {args.clients} concurrent) | {toggle_n / toggle_s:,.0f} "
         f"| {naive_rate:,.0f} (naive load-change-save) | {toggle_n / toggle_s / naive_rate:.1f}x |"
     )
+    for o in offered:
+        p50, p99 = o.latencies[len(o.latencies) // 2], o.latencies[int(len(o.latencies) * 0.99)]
+        print(
+            f"| commands/s sustained, one event each, {o.rate:,.0f}/s offered for {o.seconds:.0f} s (open loop, "
+            f"{args.clients} rooms; all answered {o.drain * 1e3:.0f} ms after the last send; latency p50 "
+            f"{p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms) | {o.achieved:,.0f} "
+            f"| {naive_rate:,.0f} (naive load-change-save) | {o.achieved / naive_rate:.1f}x |"
+        )
     print(
         f"| replay --verify events/s ({report.events:,} events) | {verify_rate:,.0f} | {raw_rate:,.0f} (raw read) "
         f"| {verify_rate / raw_rate:.2f}x |"

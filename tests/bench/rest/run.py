@@ -137,14 +137,16 @@ def time_the_bus() -> dict[str, float]:
 
     for name in ("prepare", "write", "settle"):
         timed(name)
-    resolve = CommandBus._resolve
+    answer = CommandBus._answer
 
-    def counted(self: CommandBus, batch: list[Any], results: list[Any]) -> None:
-        stats["batches"] += 1
-        stats["commands"] += len(batch)
-        resolve(self, batch, results)
+    def counted(self: CommandBus, answers: list[tuple[list[Any], Any]]) -> None:
+        for waiters, outcome in answers:
+            if not isinstance(outcome, BaseException):
+                stats["batches"] += 1
+                stats["commands"] += len(waiters)
+        answer(self, answers)
 
-    CommandBus._resolve = counted  # type: ignore[method-assign]
+    CommandBus._answer = counted  # type: ignore[method-assign]
     return stats
 
 
