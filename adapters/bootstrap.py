@@ -10,9 +10,11 @@ import contextlib
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from adapters.clock import SystemClock, jittered_backoff
@@ -28,6 +30,8 @@ from adapters.store.sql import Database
 from adapters.store.url import parse_store_url
 from adapters.webhooks import Webhooks, WebhookSettings, build_webhooks
 from adapters.webhooks.delivery import Delivery
+from domain import room
+from domain.callbacks import CALLBACK_EVENTS
 from domain.engine import Engine, RoomsApplication
 from domain.ids import SidSource
 
@@ -80,6 +84,13 @@ class EngineService:
         self.recent = RecentRows()
         account = self.config.credentials.account_sid
         self.engine.on_commit.append(lambda events: self.recent.apply_events(events, account))
+        self._deadline_set: datetime | None = None
+        """The earliest deadline set by events committed since the follower's last pass."""
+        self._callbacks_due = False
+        """Events committed since the last batch may have status callbacks."""
+        self._notes_lock = threading.Lock()
+        self.engine.on_commit.append(self._note_commit)
+        self.bus.after_batch.append(self._wake_webhooks)
         self.fresh_queries = Queries(self.read_model, lambda: None)
         """Queries that do not refresh: for callers that awaited `read_your_writes()` first."""
 
@@ -115,7 +126,32 @@ class EngineService:
             await bus
         await asyncio.to_thread(self.follower.catch_up)
 
+    def _note_commit(self, events: list[Any]) -> None:
+        """On the engine thread, at commit: the earliest deadline the events set (the scheduler
+        needs no pass otherwise), and whether any of them has a status callback (the webhook
+        follower needs no pass otherwise; it also polls, for other engines' commits)."""
+        earliest = room.earliest_deadline_set(events)
+        callbacks = any(self._has_callback(e) for e in events)
+        with self._notes_lock:
+            if earliest is not None and (self._deadline_set is None or earliest < self._deadline_set):
+                self._deadline_set = earliest
+            self._callbacks_due = self._callbacks_due or callbacks
+
+    def _has_callback(self, event: Any) -> bool:
+        if type(event) not in CALLBACK_EVENTS:
+            return False
+        cached = self.engine.cached_room(event.originator_id)
+        return cached is None or bool(cached.settings.status_callback)  # not in memory: assume it has
+
+    def _wake_webhooks(self) -> None:
+        with self._notes_lock:
+            due, self._callbacks_due = self._callbacks_due, False
+        if due:
+            self.webhooks.wake()
+
     async def _follow(self) -> None:
+        loop = asyncio.get_running_loop()
+        poked = loop.time()
         while True:
             # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that arrives as
             # the event is set, and the service would never stop.
@@ -123,11 +159,17 @@ class EngineService:
                 async with asyncio.timeout(POLL_SECONDS):
                     await self._committed.wait()
             self._committed.clear()
+            with self._notes_lock:
+                deadline_set, self._deadline_set = self._deadline_set, None
             reached = await asyncio.to_thread(self.follower.catch_up)
             async with self._caught_up:
                 self._applied = max(self._applied, reached)
                 self._caught_up.notify_all()
-            self.scheduler.poke()
+            if loop.time() - poked >= POLL_SECONDS:  # other engines' rooms reach the scheduler this way
+                poked = loop.time()
+                self.scheduler.poke()
+            else:  # this engine's commits: only a deadline brought forward wakes it
+                self.scheduler.notice(deadline_set)
 
     def close(self) -> None:
         self.webhooks.close()
@@ -162,7 +204,6 @@ def build_engine_service(
         settings=webhook_settings or webhook_settings_of(config),
         observe=observe,
     )  # fmt: skip
-    bus.after_batch.append(webhooks.wake)
     return EngineService(config, app, engine, bus, read_model, follower, queries, scheduler, webhooks, observers)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -133,6 +133,7 @@ class Metrics:
             buckets=COMMAND_BUCKETS,
             registry=self.registry,
         )
+        self._command_children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self.relay_lag_events = Gauge(
             "relay_lag_events",
             "Events committed but not yet acked by JetStream",
@@ -181,8 +182,12 @@ class Metrics:
         self.webhook_deliveries.labels(event=delivery.event, outcome=delivery.outcome).inc()
 
     def observe_command(self, name: str, seconds: float, outcome: str) -> None:
-        self.commands.labels(command=name, outcome=outcome).inc()
-        self.command_seconds.labels(command=name).observe(seconds)
+        children = self._command_children.get((name, outcome))
+        if children is None:  # `labels()` costs a lock and a tuple per call: look it up once
+            children = (self.commands.labels(command=name, outcome=outcome), self.command_seconds.labels(command=name))
+            self._command_children[(name, outcome)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def instrument(self, execute: Execute) -> Execute:
         """`execute` (e.g. `CommandBus.execute`) that also counts and times every command."""

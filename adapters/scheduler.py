@@ -54,6 +54,9 @@ class DeadlineScheduler:
         self.wake = asyncio.Event()
         self.expired = 0
         self._sent: dict[str, None] = {}
+        self._sleeping_until: int | None = None
+        """The deadline (µs) it sleeps until; None during a pass or when no deadline is known."""
+        self._awaiting_events = False
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scheduler")
 
     async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
@@ -65,12 +68,22 @@ class DeadlineScheduler:
         self._thread.shutdown(wait=True)
 
     def poke(self) -> None:
-        """New events were committed: deadlines may have changed."""
+        """Deadlines may have changed (events of other engines, say): look again now."""
         self.wake.set()
+
+    def notice(self, earliest: datetime | None) -> None:
+        """This engine committed events setting `earliest` as their earliest deadline (None: they
+        set none). Wakes the scheduler only when that comes before the deadline it sleeps until,
+        or when it waits for its own expiries to reach the read model; a pass in progress looks
+        again if a deadline was set meanwhile."""
+        sooner = earliest is not None and (self._sleeping_until is None or _micros(earliest) < self._sleeping_until)
+        if sooner or self._awaiting_events:
+            self.wake.set()
 
     async def run(self) -> None:
         while True:
             self.wake.clear()
+            self._sleeping_until = None
             try:
                 now = _micros(self.clock.now())  # one instant per pass: time may move during it
                 sent = await self.fire_due(now)
@@ -81,10 +94,15 @@ class DeadlineScheduler:
                 continue
             if not sent and next_due is not None and next_due <= now:
                 # Due, but already sent: wait for new events rather than spin on the same answer.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(RETRY_SECONDS):  # not wait_for: it can swallow a cancel on 3.11
-                        await self.wake.wait()
+                self._awaiting_events = True
+                try:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(RETRY_SECONDS):  # not wait_for: it can swallow a cancel on 3.11
+                            await self.wake.wait()
+                finally:
+                    self._awaiting_events = False
                 continue
+            self._sleeping_until = next_due
             when = _from_micros(next_due) if next_due is not None else None
             await self.clock.sleep_until(when, self.wake)
 

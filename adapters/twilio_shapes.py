@@ -6,6 +6,7 @@ absolute, built from the service's public URL. Twilio's names are mapped here, o
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from typing import Any
@@ -16,7 +17,13 @@ Row = dict[str, Any]
 def iso(micros: int | None) -> str | None:
     if micros is None:
         return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(micros // 1_000_000))  # 2 µs; datetime takes 5
+    return _iso_second(micros // 1_000_000)
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_second(seconds: int) -> str:
+    """Replies repeat the same few seconds (a resource's creation, this second): formatted once."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))  # 2 µs; datetime takes 5
 
 
 def room_json(row: Row, base: str) -> dict[str, Any]:

@@ -216,6 +216,11 @@ class Engine:
         self._pending.append(event)
         self._touched.add(aggregate_id)
 
+    def cached_room(self, sid: str) -> room.Room | None:
+        """The room as this engine holds it in memory (its latest decided state), if it does."""
+        found = self._cache.get(sid)
+        return found if isinstance(found, room.Room) else None
+
     def cached_rooms(self) -> list[room.Room]:
         return [s for s in self._cache.values() if isinstance(s, room.Room)]
 

@@ -126,6 +126,24 @@ class Room(msgspec.Struct, kw_only=True):
         return min(candidates)
 
 
+def earliest_deadline_set(events: Iterable[Any]) -> datetime | None:
+    """The earliest deadline these events set (a room created or emptied, a participant
+    connected), None if they set none: the only events that can bring a deadline forward."""
+    earliest: datetime | None = None
+    for e in events:
+        if isinstance(e, ev.RoomCreated):
+            found = min(e.end_deadline, e.unused_deadline) if e.unused_deadline is not None else e.end_deadline
+        elif isinstance(e, ev.RoomEmptied):
+            found = e.empty_deadline
+        elif isinstance(e, ev.ParticipantConnected):
+            found = e.deadline
+        else:
+            continue
+        if earliest is None or found < earliest:
+            earliest = found
+    return earliest
+
+
 # --- apply: event → state change ------------------------------------------------------------
 
 

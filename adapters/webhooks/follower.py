@@ -85,10 +85,12 @@ class CallbackFollower:
                     return start
                 sequences: dict[str, int] = {}
                 try:
+                    silent = self._rooms.get
                     callbacks = [
                         c
                         for n in notifications
-                        if (c := self._advance(decode(n.topic, n.state), sequences)) is not None
+                        if silent(str(n.originator_id)) is not _SILENT  # no callback: not even decoded
+                        and (c := self._advance(decode(n.topic, n.state), sequences)) is not None
                     ]
                     written = self.outbox.append(
                         start, notifications[-1].id, callbacks, sequences, _micros(self.clock())

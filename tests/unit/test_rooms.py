@@ -9,6 +9,7 @@ import pytest
 from domain import events as ev
 from domain.commands import CompleteRoom, ConnectParticipant, CreateRoom, DisconnectParticipant, ExpireDeadlines
 from domain.engine import project
+from domain.room import earliest_deadline_set
 
 # --- creation and defaults ----------------------------------------------------------------
 
@@ -591,3 +592,18 @@ def test_the_next_deadline_is_the_earliest_thing_that_can_expire(world, start):
 
     world.given(CompleteRoom, room_sid=room)
     assert replayed(world, room).next_deadline() is None
+
+
+def test_the_earliest_deadline_a_batch_sets_is_what_can_wake_the_scheduler(world, start):
+    created = world.when(CreateRoom, unused_room_timeout=2, empty_room_timeout=1)
+    room = created.result.room_sid
+    joined = world.when(ConnectParticipant, room=room, identity="alice")
+    world.clock.advance(minutes=1)
+    left = world.when(DisconnectParticipant, room_sid=room, participant_sid=joined.result.participant_sid)
+    ended = world.when(CompleteRoom, room_sid=room)
+
+    assert earliest_deadline_set(created.events) == start + timedelta(minutes=2)  # unused, before the 24 h end
+    assert earliest_deadline_set(joined.events) == start + timedelta(hours=4)
+    assert earliest_deadline_set(left.events) == start + timedelta(minutes=2)  # emptied at +1 min, 1 min timeout
+    assert earliest_deadline_set([*joined.events, *left.events]) == start + timedelta(minutes=2)
+    assert earliest_deadline_set(ended.events) is None
