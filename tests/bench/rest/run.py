@@ -64,6 +64,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from serving import wait_running
+
 TWILIO_VERSION = "9.13.0"
 USER_AGENT = (
     f"twilio-python/{TWILIO_VERSION} ({platform.system()} {platform.machine()}) Python/{platform.python_version()}"
@@ -179,20 +182,6 @@ class Server:
         return None
 
 
-def _wait_running(process: subprocess.Popen[str], log: Path) -> int:
-    """The HTTP port a starting `openrooms serve` printed, once it runs."""
-    assert process.stdout is not None
-    port = 0
-    while True:
-        line = process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the server stopped: {log.read_text()[-3000:]}")
-        if found := re.search(r"openrooms: HTTP http://\S+?:(\d+)", line):
-            port = int(found.group(1))
-        if "engine running" in line:
-            return port
-
-
 def start_server(workdir: Path, log_level: str, split: bool = False) -> Server:
     state = workdir / "state"
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENROOMS_")}
@@ -206,7 +195,7 @@ def start_server(workdir: Path, log_level: str, split: bool = False) -> Server:
              "--http", "127.0.0.1:0", "--role", "engine"],
             stdout=subprocess.PIPE, stderr=engine_log.open("w"), text=True, env=env, cwd=root,
         )  # fmt: skip
-        _wait_running(engine, engine_log)
+        wait_running(engine, engine_log)
         extra = ["--role", "http", "--nats", (state / "nats.url").read_text().strip()]
     stderr = (workdir / "server.log").open("w")
     process = subprocess.Popen(
@@ -217,7 +206,7 @@ def start_server(workdir: Path, log_level: str, split: bool = False) -> Server:
         env=env,
         cwd=root,
     )
-    port = _wait_running(process, workdir / "server.log")
+    port = wait_running(process, workdir / "server.log")
     credentials = json.loads((state / "credentials.json").read_text())
     pair = f"{credentials['api_key_sid']}:{credentials['api_key_secret']}".encode()
     return Server(process, port, "Basic " + base64.b64encode(pair).decode(), state, engine)
