@@ -14,25 +14,24 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
+from eventsourcing.persistence import Notification
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from adapters.store.read_model import ReadModel
-from domain.codec import decode
+from domain.codec import decode, topic_of
 from domain.engine import RoomsApplication
-from domain.events import event_name
+from domain.events import EVENT_TYPES, event_name
 
 logger = logging.getLogger(__name__)
 STREAM = "ROOMS_EVENTS"
 TRACKING = "relay"
-_ENCODER = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True)
@@ -57,6 +56,25 @@ class StreamSettings:
 def subject_of(event: Any) -> str:
     room = event.originator_id if event.originator_id.startswith("RM") else event.room_sid
     return f"rooms.evt.{room}.{event_name(type(event))}"
+
+
+_NAMES: dict[str, str] = {topic_of(cls): event_name(cls) for cls in EVENT_TYPES}
+
+
+def message_of(notification: Notification) -> tuple[str, bytes, str]:
+    """(subject, body, Nats-Msg-Id) of a stored event.
+
+    The body is `{"position": <notification id>, <the event's fields>}`: the stored JSON with the
+    position spliced in front, byte for byte what encoding the decoded event would give (the
+    stored state is the event's msgspec JSON), without decoding it. Only index and account
+    events, filed under the room they concern, are decoded for its SID."""
+    originator = str(notification.originator_id)
+    if originator.startswith("RM"):
+        subject = f"rooms.evt.{originator}.{_NAMES[notification.topic]}"
+    else:
+        subject = subject_of(decode(notification.topic, notification.state))
+    body = b'{"position":%d,%s' % (notification.id, notification.state[1:])
+    return subject, body, f"{originator}:{notification.originator_version}"
 
 
 async def ensure_stream(js: JetStreamContext, settings: StreamSettings) -> None:
@@ -97,6 +115,8 @@ class EventRelay:
         self.observe_ack = observe_ack
         self.wake = asyncio.Event()
         self.published = 0
+        self._position: int | None = None
+        """The stored position as this relay last read or moved it."""
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay")
         """Its own thread for store reads, so replies waiting on the default pool never hold it up."""
 
@@ -135,26 +155,31 @@ class EventRelay:
     async def relay_once(self) -> bool:
         """Publish the next batch after the stored position; False when there was nothing."""
         loop = asyncio.get_running_loop()
-        start = await loop.run_in_executor(self._thread, self.position)
-        rows = await loop.run_in_executor(self._thread, self.app.recorder.select_raw, start, self.batch_size)  # type: ignore[attr-defined]
+        start, rows = await loop.run_in_executor(self._thread, self._next_batch)
         if not rows:
             return False
         began = time.perf_counter()
         futures = []
         try:
-            for position, topic, state in rows:
-                event = decode(topic, state)
-                body = _ENCODER.encode({"position": position, **msgspec.to_builtins(event)})
-                headers = {"Nats-Msg-Id": f"{event.originator_id}:{event.originator_version}"}
-                futures.append(await self.js.publish_async(subject_of(event), body, headers=headers))
+            for notification in rows:
+                subject, body, msg_id = message_of(notification)
+                futures.append(await self.js.publish_async(subject, body, headers={"Nats-Msg-Id": msg_id}))
             async with asyncio.timeout(self.ack_timeout):
                 await asyncio.gather(*futures)
         finally:
             for future in futures:
                 future.cancel()
-        end = rows[-1][0]
-        await loop.run_in_executor(self._thread, self.read_model.advance, TRACKING, start, end)
+        end = rows[-1].id
+        moved = await loop.run_in_executor(self._thread, self.read_model.advance, TRACKING, start, end)
+        self._position = end if moved else None  # not moved: another relay did; read it again
         self.published += len(rows)
         if self.observe_ack is not None:
             self.observe_ack(time.perf_counter() - began)
         return True
+
+    def _next_batch(self) -> tuple[int, Sequence[Notification]]:
+        """On the relay's thread: the position (read once, then kept) and the events after it."""
+        if self._position is None:
+            self._position = self.position()
+        start = self._position
+        return start, self.app.recorder.select_notifications(start, self.batch_size, inclusive_of_start=False)
