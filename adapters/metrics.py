@@ -3,7 +3,7 @@
     openrooms_commands_total{command,outcome}   outcome: "ok", a Twilio error code ("53113"), or "error"
     openrooms_command_seconds{command}          from `bus.execute` called to its result
     openrooms_relay_lag_events                  committed but not yet acked by JetStream
-    openrooms_relay_ack_seconds                 commit → JetStream ack
+    openrooms_relay_ack_seconds                 a relay batch: read from the log → its last JetStream ack
     openrooms_read_model_lag_events             committed but not yet in the read model
     openrooms_rooms{status}                     read at scrape time from `counts()`
     openrooms_participants{status}              read at scrape time from `counts()`
@@ -142,7 +142,7 @@ class Metrics:
         )
         self.relay_ack_seconds = Histogram(
             "relay_ack_seconds",
-            "Time from an event's commit to its JetStream ack",
+            "Time from the relay reading a batch of events from the log to JetStream acking its last one",
             namespace=NAMESPACE,
             buckets=RELAY_BUCKETS,
             registry=self.registry,
