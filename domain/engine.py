@@ -23,7 +23,7 @@ from domain.codec import RoomSnapshot, StructMapper
 from domain.commands import Command
 from domain.errors import DomainError
 from domain.events import Event, RoomCreated
-from domain.handlers import HANDLERS, prefetch_keys
+from domain.handlers import HANDLERS, prefetch_keys, touched_keys
 from domain.ids import SidSource, account_key, room_name_key
 from domain.results import CommandResult, result_decoder, result_encoder
 from domain.settings import AccountPolicy
@@ -44,6 +44,8 @@ class CommandLog(Protocol):
     def select_command_results(self, command_ids: Sequence[str]) -> dict[str, bytes]: ...
 
     def select_events_for(self, originator_ids: Sequence[str]) -> list[StoredEvent]: ...
+
+    def select_versions(self, originator_ids: Sequence[str]) -> dict[str, int]: ...
 
 
 def _kind(aggregate_id: str) -> Any:
@@ -69,6 +71,11 @@ def project(state: Any, events: Iterable[Any]) -> Any:
             continue
         state = _kind(event.originator_id).apply(state, event)
     return state
+
+
+SHARED_WRITES: Final = 10_000
+"""For this many writes after it last noticed another writer of the log, an engine checks the
+versions of what a batch reads before deciding (`drop_stale`); a sole writer never does."""
 
 
 class RoomsApplication(Application[str]):
@@ -166,6 +173,10 @@ class Engine:
         """The results of the last `recent_results` commands this engine committed (insertion order)."""
         self.last_written_position = 0
         """The log position of the last event this engine committed (read-your-writes)."""
+        self._writes = 0
+        self._shared_at: int | None = None
+        """`_writes` when another writer of the log was last noticed (a gap in the positions
+        between two of this engine's writes, or a lost race); None if never."""
         self._to_stored = app.mapper.to_stored_event
         self.on_commit: list[Callable[[list[Event]], None]] = []
 
@@ -193,6 +204,28 @@ class Engine:
         self._cache[aggregate_id] = state
         self._committed[aggregate_id] = state.version
         return state
+
+    def drop_stale(self, commands: Sequence[Command]) -> None:
+        """Forget the cached aggregates a batch will read that another engine has written since
+        (one read of their latest versions), so the batch decides on their current state instead
+        of losing its write to the version check. Versions ahead of the store are this engine's
+        batches still being written. Only while other writers are about (`SHARED_WRITES`)."""
+        if self._shared_at is None or self._writes - self._shared_at > SHARED_WRITES:
+            return  # this engine is the log's only writer: what it holds is current
+        wanted = {account_key(self.policy.account_sid)}
+        for command in commands:
+            wanted.update(touched_keys(command))
+        for key in list(wanted):
+            entry = self._cache.get(key)
+            if isinstance(entry, room_name.RoomName) and entry.room_sid:
+                wanted.add(entry.room_sid)
+        cached = {key: state.version for key in wanted if (state := self._cache.get(key)) is not None}
+        if not cached:
+            return
+        for key, version in self.command_log.select_versions(sorted(cached)).items():
+            if version > cached[key]:
+                del self._cache[key]
+                self._committed.pop(key, None)
 
     def prefetch(self, commands: Sequence[Command]) -> None:
         """Load the index entries a batch will read with one query instead of one per command."""
@@ -267,6 +300,7 @@ class Engine:
         if not fresh:
             return prepared
         try:
+            self.drop_stale(fresh)
             self.prefetch(fresh)
             results = self._decide(fresh)
         except _Retry:
@@ -296,6 +330,9 @@ class Engine:
             return
         ids = self.app.recorder.insert_events(stored, command_results=encoded)
         if ids:
+            if self.last_written_position and min(ids) != self.last_written_position + 1:
+                self._shared_at = self._writes  # someone else wrote in between: check freshness
+            self._writes += 1
             self.last_written_position = max(self.last_written_position, max(ids))
         snapshots = [s for p in batches for s in p.snapshots]
         if snapshots and self.app.snapshots is not None:
@@ -309,6 +346,7 @@ class Engine:
         for command_id in prepared.results:
             self._inflight.pop(command_id, None)
         if not committed:
+            self._shared_at = self._writes  # most likely another engine wrote first
             self._abort()
             return
         prepared.known.update(prepared.results)

@@ -69,6 +69,15 @@ def prefetch_keys(c: cmd.Command) -> list[str]:
     return []
 
 
+def touched_keys(c: cmd.Command) -> list[str]:
+    """The aggregates a command names: its room (by SID) and the index entries it reads."""
+    target = c.room if isinstance(c, cmd.ConnectParticipant) else getattr(c, "room_sid", None)
+    keys = prefetch_keys(c)
+    if isinstance(target, str) and is_sid(target, ROOM_PREFIX):
+        keys.append(target)
+    return keys
+
+
 # --- lookups (by SID or name) --------------------------------------------------------------------------------
 
 

@@ -36,6 +36,14 @@ class MemoryRecorder(POPOApplicationRecorder):
             out.extend(self.select_events(originator_id))
         return out
 
+    def select_versions(self, originator_ids: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for originator_id in originator_ids:
+            last = self.select_events(originator_id, desc=True, limit=1)
+            if last:
+                found[originator_id] = last[0].originator_version
+        return found
+
     def select_raw(self, start: int, limit: int, part: tuple[int, int] = (0, 1)) -> list[tuple[int, str, bytes]]:
         from adapters.partition import partition_of
 

@@ -70,6 +70,10 @@ class CommandLogPostgresRecorder(_SerialSchemaCreation, PostgresApplicationRecor
             "SELECT originator_id, originator_version, topic, state FROM {0}.{1} "
             "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
         ).format(Identifier(datastore.schema), Identifier(self.events_table_name))
+        self._select_versions = SQL(
+            "SELECT originator_id, MAX(originator_version) AS version FROM {0}.{1} "
+            "WHERE originator_id = ANY(%s) GROUP BY originator_id"
+        ).format(Identifier(datastore.schema), Identifier(self.events_table_name))
         self._select_raw = SQL(
             "SELECT notification_id, topic, state FROM {0}.{1} WHERE notification_id > %s "
             "AND (CASE WHEN left(originator_id, 2) = 'RM' "
@@ -117,6 +121,12 @@ class CommandLogPostgresRecorder(_SerialSchemaCreation, PostgresApplicationRecor
                 StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
                 for r in curs.fetchall()
             ]
+
+    def select_versions(self, originator_ids: Sequence[str]) -> dict[str, int]:
+        """The latest version of each given aggregate that has events, in one read."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._select_versions, (list(originator_ids),))
+            return {row["originator_id"]: int(row["version"]) for row in curs.fetchall()}
 
     def select_raw(self, start: int, limit: int, part: tuple[int, int] = (0, 1)) -> list[tuple[int, str, bytes]]:
         """(notification id, topic, state) after `start`, optionally one partition (k, n)."""

@@ -111,30 +111,35 @@ class CommandLogSQLiteRecorder(_ImmediateSchemaCreation, SQLiteApplicationRecord
             c.executemany("INSERT INTO command_results VALUES (?, ?)", results)
         return ids
 
-    def select_command_results(self, command_ids: Sequence[str]) -> dict[str, bytes]:
-        found: dict[str, bytes] = {}
+    def _select_in(self, sql: str, ids: Sequence[str]) -> list[Any]:
+        """The rows of `sql` for `ids` (its `{marks}` becomes the IN list), in chunks, in one read."""
+        rows: list[Any] = []
         with self.datastore.transaction(commit=False) as c:
-            for start in range(0, len(command_ids), _CHUNK):
-                chunk = command_ids[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                c.execute(f"SELECT command_id, result FROM command_results WHERE command_id IN ({marks})", chunk)
-                found.update((row[0], bytes(row[1])) for row in c.fetchall())
-        return found
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                c.execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
+                rows.extend(c.fetchall())
+        return rows
+
+    def select_command_results(self, command_ids: Sequence[str]) -> dict[str, bytes]:
+        sql = "SELECT command_id, result FROM command_results WHERE command_id IN ({marks})"
+        return {row[0]: bytes(row[1]) for row in self._select_in(sql, command_ids)}
 
     def select_events_for(self, originator_ids: Sequence[str]) -> list[StoredEvent]:
         """Every event of the given aggregates, in one read (the engine's prefetch)."""
-        found: list[StoredEvent] = []
-        with self.datastore.transaction(commit=False) as c:
-            for start in range(0, len(originator_ids), _CHUNK):
-                chunk = originator_ids[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                c.execute(
-                    f"SELECT originator_id, originator_version, topic, state FROM {self.events_table_name} "
-                    f"WHERE originator_id IN ({marks}) ORDER BY originator_id, originator_version",
-                    chunk,
-                )
-                found.extend(StoredEvent(row[0], row[1], row[2], row[3]) for row in c.fetchall())
-        return found
+        sql = (
+            f"SELECT originator_id, originator_version, topic, state FROM {self.events_table_name} "
+            "WHERE originator_id IN ({marks}) ORDER BY originator_id, originator_version"
+        )
+        return [StoredEvent(row[0], row[1], row[2], row[3]) for row in self._select_in(sql, originator_ids)]
+
+    def select_versions(self, originator_ids: Sequence[str]) -> dict[str, int]:
+        """The latest version of each given aggregate that has events, in one read."""
+        sql = (
+            f"SELECT originator_id, MAX(originator_version) FROM {self.events_table_name} "
+            "WHERE originator_id IN ({marks}) GROUP BY originator_id"
+        )
+        return {row[0]: int(row[1]) for row in self._select_in(sql, originator_ids)}
 
     def select_raw(self, start: int, limit: int, part: tuple[int, int] = (0, 1)) -> list[tuple[int, str, bytes]]:
         """(notification id, topic, state) after `start`: the audit's fast path.

@@ -150,3 +150,26 @@ async def test_a_failed_write_fails_its_callers_only_and_the_bus_keeps_serving(
     assert all(r.ok for r in served)
     recorded = [e.command_id for e in log.events(engine) if isinstance(e, (ev.TrackEnabled, ev.TrackDisabled))]
     assert recorded == [f"kept-{i}" for i in range(5)]
+
+
+async def test_two_engines_taking_turns_on_one_room_decide_on_its_current_state_without_rerunning(
+    store_url: str, open_engine: OpenEngine, log: type[StoreLog]
+) -> None:
+    first, second = open_engine(store_url), open_engine(store_url)
+    reruns: list[int] = []
+    for engine in (first, second):  # a batch that lost its write would be re-run one command at a time
+        rerun = engine.run_alone
+        engine.run_alone = lambda commands, rerun=rerun: reruns.append(len(commands)) or rerun(commands)  # type: ignore[method-assign]
+    async with running(first) as bus_one, running(second) as bus_two:
+        room, participant, track = await solo_publisher(bus_one, "shared")
+        # As a NATS queue group does: the next command of the room goes to either engine, each
+        # holding the room in memory at the version it last saw.
+        commands = toggles(room, participant, track, "turn", 20)
+        results = [await (bus_one if i % 2 else bus_two).execute(c) for i, c in enumerate(commands)]
+
+    assert all(r.ok for r in results)
+    # Each engine learns of the other from the log (or from the one race it loses), then reads
+    # the room's version before deciding: no more re-runs.
+    assert len(reruns) <= 2
+    recorded = [e.command_id for e in log.events(first) if isinstance(e, (ev.TrackEnabled, ev.TrackDisabled))]
+    assert recorded == [c.command_id for c in commands]
