@@ -230,7 +230,7 @@ class Service:
         from adapters.nats.command_service import CommandService
         from adapters.nats.query_service import QueryService
         from adapters.nats.relay import StreamSettings, ensure_stream, lag
-        from adapters.relay_process import RelayProcess
+        from adapters.relay_process import WAKE_SUBJECT, RelayProcess
         from media.signaling.route import signaling_route
 
         async def nats_error(exc: Exception) -> None:
@@ -315,7 +315,7 @@ class Service:
             engine.bus.after_batch.append(committed.set)
             async with asyncio.TaskGroup() as group:
                 engine_task = group.create_task(engine.run(engine_stopping))
-                wake_task = group.create_task(wake_relay(nc, f"{relay.channel}.wake", committed))
+                wake_task = group.create_task(wake_relay(nc, WAKE_SUBJECT, committed))
                 await commands.start()
                 await queries.start()
                 logger.info("serving commands and queries on %s", self.nats_url)

@@ -3,10 +3,13 @@
 The relay needs only the store and NATS. In the engine's process its JetStream publishes and
 acks cost ~160 µs of interpreter lock per room created, taken from HTTP, deciding and
 writing; in its own process they run on the other core. The two talk over NATS, on subjects
-of their own (`rooms.relay.<id>.*`, one id per engine process):
+of their own:
 
-    engine → relay   `<channel>.wake`    after every committed batch (empty body)
-    relay  → engine  `<channel>.acked`   seconds from reading a batch to its last ack
+    engines → relays `rooms.relay.wake`            after every committed batch (empty body)
+    relay  → engine  `rooms.relay.<id>.acked`      seconds from reading a batch to its last ack
+
+With several engines on one store, each runs a relay, but only the one holding the lease
+(adapters/nats/lease.py) publishes; the others take over when it stops or dies.
 
 The relay polls every second as well, so a lost wake-up only delays it. SIGTERM (sent once the
 engine has stopped) makes it publish everything committed so far and exit; Ctrl-C goes to
@@ -28,6 +31,7 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
+from adapters.nats.lease import Lease
 from adapters.nats.relay import EventRelay, StreamSettings
 
 logger = logging.getLogger(__name__)
@@ -35,6 +39,11 @@ STOP_SECONDS = 30.0
 """How long the engine waits for the relay's last publishes before killing it."""
 LATE_CONNECT_SECONDS = 5.0
 """Stopped before its NATS connection was up, the relay waits this long for it to publish the rest."""
+
+
+WAKE_SUBJECT = "rooms.relay.wake"
+"""Every engine publishes here after each committed batch; every relay listens (the one holding
+the lease publishes, whichever engine committed)."""
 
 
 def new_channel() -> str:
@@ -114,17 +123,21 @@ async def _relay(
     nc = connecting.result()
     app = open_application(store_url)
     read_model = open_read_model(store_url)
-    relay = EventRelay(app, nc.jetstream(), read_model, settings, observe_ack=_report_acks(nc, f"{channel}.acked"))
+    js = nc.jetstream()
+    lease = Lease(js, channel)
+    relay = EventRelay(app, js, read_model, settings, observe_ack=_report_acks(nc, f"{channel}.acked"), lease=lease)
     try:
-        await nc.subscribe(f"{channel}.wake", cb=_waker(relay.wake.set))
+        await nc.subscribe(WAKE_SUBJECT, cb=_waker(relay.wake.set))
         running = asyncio.create_task(relay.run())
         await stop
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
         try:
-            while nc.is_connected and await relay.relay_once():  # what the engine's last batches committed
+            # What the engine's last batches committed, unless another relay publishes.
+            while nc.is_connected and await relay.leads() and await relay.relay_once():
                 pass
+            await lease.release()
         except Exception as exc:  # NATS went away: the next start relays from the stored position
             logger.warning("relay flush at shutdown failed (%s); the next start relays the rest", exc)
     finally:

@@ -75,7 +75,7 @@ def project(state: Any, events: Iterable[Any]) -> Any:
 
 SHARED_WRITES: Final = 10_000
 """For this many writes after it last noticed another writer of the log, an engine checks the
-versions of what a batch reads before deciding (`drop_stale`); a sole writer never does."""
+versions of what a batch reads before deciding (`refresh_stale`); a sole writer never does."""
 
 
 class RoomsApplication(Application[str]):
@@ -205,11 +205,12 @@ class Engine:
         self._committed[aggregate_id] = state.version
         return state
 
-    def drop_stale(self, commands: Sequence[Command]) -> None:
-        """Forget the cached aggregates a batch will read that another engine has written since
-        (one read of their latest versions), so the batch decides on their current state instead
-        of losing its write to the version check. Versions ahead of the store are this engine's
-        batches still being written. Only while other writers are about (`SHARED_WRITES`)."""
+    def refresh_stale(self, commands: Sequence[Command]) -> None:
+        """Bring the cached aggregates a batch will read up to date where another engine has
+        written since (one read of their latest versions, then only the events they miss), so
+        the batch decides on their current state instead of losing its write to the version
+        check. Versions ahead of the store are this engine's batches still being written. Only
+        while other writers are about (`SHARED_WRITES`)."""
         if self._shared_at is None or self._writes - self._shared_at > SHARED_WRITES:
             return  # this engine is the log's only writer: what it holds is current
         wanted = {account_key(self.policy.account_sid)}
@@ -223,7 +224,13 @@ class Engine:
         if not cached:
             return
         for key, version in self.command_log.select_versions(sorted(cached)).items():
-            if version > cached[key]:
+            if version <= cached[key]:
+                continue
+            if self._committed.get(key) == cached[key]:  # nothing of ours in flight on it: catch up
+                later = self.app.recorder.select_events(key, gt=cached[key])
+                self._cache[key] = state = project(self._cache[key], map(self.app.mapper.to_domain_event, later))
+                self._committed[key] = state.version
+            else:  # our own write on it will lose the race: start afresh from the store
                 del self._cache[key]
                 self._committed.pop(key, None)
 
@@ -300,7 +307,7 @@ class Engine:
         if not fresh:
             return prepared
         try:
-            self.drop_stale(fresh)
+            self.refresh_stale(fresh)
             self.prefetch(fresh)
             results = self._decide(fresh)
         except _Retry:

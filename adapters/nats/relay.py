@@ -24,6 +24,7 @@ from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from adapters.nats.lease import Lease
 from adapters.store.read_model import ReadModel
 from domain.codec import decode, topic_of
 from domain.engine import RoomsApplication
@@ -105,6 +106,7 @@ class EventRelay:
         batch_size: int = 1000,
         ack_timeout: float = 5.0,
         observe_ack: Callable[[float], None] | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self.app = app
         self.js = js
@@ -113,6 +115,8 @@ class EventRelay:
         self.batch_size = batch_size
         self.ack_timeout = ack_timeout
         self.observe_ack = observe_ack
+        self.lease = lease
+        """With several relays on one store, only the lease's holder publishes (None: always)."""
         self.wake = asyncio.Event()
         self.published = 0
         self._position: int | None = None
@@ -134,12 +138,20 @@ class EventRelay:
         return lag(self.app, self.read_model)
 
     async def run(self) -> None:
-        """Relay until cancelled; waits on `wake` (set after commits) or polls every second."""
+        """Relay until cancelled; waits on `wake` (set after commits) or polls every second. With
+        a lease, only while holding it (asked again at every wake-up)."""
         failures = 0
+        leading = False
         while True:
             try:
-                while await self.relay_once():
-                    pass
+                if await self.leads():
+                    if not leading:  # (again) the publishing relay: another may have moved the position
+                        self._position = None
+                    leading = True
+                    while await self.relay_once():
+                        pass
+                else:
+                    leading = False
                 failures = 0
             except (TimeoutError, OSError, Exception) as exc:  # NATS down or slow: try again
                 failures += 1
@@ -151,6 +163,10 @@ class EventRelay:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
                     await self.wake.wait()
+
+    async def leads(self) -> bool:
+        """Whether this relay is the one that publishes (it holds the lease, or there is none)."""
+        return self.lease is None or await self.lease.held()
 
     async def relay_once(self) -> bool:
         """Publish the next batch after the stored position; False when there was nothing."""

@@ -30,6 +30,7 @@ from nats.js.client import JetStreamContext
 
 from adapters.bootstrap import EngineService, build_engine_service
 from adapters.config import load_config
+from adapters.nats.lease import Lease
 from adapters.nats.relay import STREAM, EventRelay, StreamSettings
 from adapters.nats.server import EmbeddedNatsServer
 from domain import commands as cmd
@@ -349,5 +350,51 @@ async def test_a_relay_that_lost_its_position_after_the_acks_publishes_again_and
 
         assert again.published == last_position(service) - end // 2
         assert_stream_is_the_log(await the_stream(js), the_log(service))
+    finally:
+        await nc.close()
+
+
+async def test_of_two_relays_on_one_store_only_the_lease_holder_publishes_and_the_other_takes_over_when_it_stops(
+    nats_server: EmbeddedNatsServer, service: EngineService
+) -> None:
+    nc = await connect(nats_server.url)
+    watches = [AckWatch(), AckWatch()]
+    relays = [
+        EventRelay(
+            service.app,
+            nc.jetstream(),
+            service.read_model,
+            StreamSettings(),
+            ack_timeout=ACK_TIMEOUT,
+            observe_ack=watch,
+            lease=Lease(nc.jetstream(), name, ttl_s=0.6),
+        )
+        for name, watch in zip(("first", "second"), watches, strict=True)
+    ]
+    first, second = relays
+    try:
+        await first.ensure_stream()
+        assert await first.leads()
+        assert not await second.leads()
+        for relay in relays:  # as every engine's commits wake every relay
+            service.bus.after_batch.append(relay.wake.set)
+        running = [asyncio.create_task(relay.run()) for relay in relays]
+
+        await a_meeting(service, "standup")
+        await caught_up(first, watches[0])
+        published_by_first = len(the_log(service))
+        assert (first.published, second.published) == (published_by_first, 0)
+
+        running[0].cancel()  # the holder stops, as a relay process does at SIGTERM, and gives the lease up
+        await asyncio.gather(running[0], return_exceptions=True)
+        await first.lease.release()  # type: ignore[union-attr]
+        await a_meeting(service, "retro")
+        await caught_up(second, watches[1])
+
+        log = the_log(service)
+        assert second.published == len(log) - published_by_first
+        assert_stream_is_the_log(await the_stream(nc.jetstream()), log)
+        running[1].cancel()
+        await asyncio.gather(running[1], return_exceptions=True)
     finally:
         await nc.close()
