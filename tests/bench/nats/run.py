@@ -1,7 +1,7 @@
 """NATS plane benchmark: commands over NATS request/reply and the event relay, against `openrooms serve`.
 
     .venv/bin/python tests/bench/nats/run.py [--rate 1000] [--low-rate 100] [--seconds 10] [--clients 64]
-                                             [--procs 2] [--engines 1] [--keep]
+                                             [--procs 2] [--engines 1] [--store URL] [--keep]
 
 The service is `openrooms serve --role engine --state-dir <tmp>/state --http 127.0.0.1:0`, started
 as a user starts it (`python -m adapters.cli`, an environment without OPENROOMS_*): its bundled
@@ -349,10 +349,12 @@ class Service:
     echo: subprocess.Popen[str] | None = None
     url: str = ""
 
-    def start(self, count: int) -> None:
+    def start(self, count: int, store: str | None = None) -> None:
         state = self.workdir / "state"
         for k in range(count):
             extra = ["--nats", self.url] if k else []
+            if store is not None:
+                extra += ["--store", store]
             log = self.workdir / f"engine-{k}.log"
             process = subprocess.Popen(
                 [sys.executable, "-m", "adapters.cli", "serve", "--role", "engine", "--state-dir", str(state),
@@ -770,7 +772,8 @@ def report(args: argparse.Namespace, r: Results) -> None:
         f"## NATS plane benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, commit {commit or '?'}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
         f"{platform.machine()}; `openrooms serve --role engine` ({engines} with its relay process; "
-        f"bundled nats-server), echo responder and loads in processes of their own, {args.seconds:.0f} s a phase"
+        f"bundled nats-server), store {args.store.split(':', 1)[0] if args.store else 'SQLite in the state dir'}, "
+        f"echo responder and loads in processes of their own, {args.seconds:.0f} s a phase"
     )
     print()
     print("| measure | ours | baseline | ratio |")
@@ -862,6 +865,7 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=2, help="load processes of the throughput runs")
     parser.add_argument("--engines", type=int, default=1, help="`serve --role engine` processes in the queue group")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (state, logs)")
+    parser.add_argument("--store", help="the engines' event store URL (default: SQLite in the temp state dir)")
     parser.add_argument("--echo", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--load", metavar="JOB", help=argparse.SUPPRESS)
     parser.add_argument("--publish", metavar="JOB", help=argparse.SUPPRESS)
@@ -875,7 +879,7 @@ def main() -> None:
     service = Service(workdir)
     failed = True
     try:
-        service.start(args.engines)
+        service.start(args.engines, args.store)
         results = asyncio.run(measure(service, args))
         failed = False
     finally:
