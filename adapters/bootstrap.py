@@ -94,13 +94,17 @@ class EngineService:
         self.fresh_queries = Queries(self.read_model, lambda: None)
         """Queries that do not refresh: for callers that awaited `read_your_writes()` first."""
 
-    async def read_your_writes(self) -> None:
-        """Wait until the read model includes every event this process committed so far.
+    async def read_your_writes(self, *, log_end: bool = False) -> None:
+        """Wait until the read model includes every event this process committed so far (with
+        `log_end`, every event committed by anyone: other engines share the store).
 
-        No database round trip per caller: the follower loop catches up once per batch and
-        wakes everyone waiting on it.
+        No database round trip per caller for its own writes: the follower loop catches up once
+        per batch and wakes everyone waiting on it.
         """
         target = self.engine.last_written_position
+        if log_end:
+            log_end_position: int | None = await asyncio.to_thread(self.app.recorder.max_notification_id)
+            target = max(target, log_end_position or 0)
         if self._applied >= target:
             return
         self._committed.set()
@@ -227,7 +231,8 @@ class Service:
         from adapters.http.gateway import LocalGateway, NatsGateway
         from adapters.http.rest import RestApi
         from adapters.metrics import Metrics, status_counts
-        from adapters.nats.command_service import CommandService
+        from adapters.nats.command_service import CommandService, OwnedCommands
+        from adapters.nats.engine_peers import EnginePeers
         from adapters.nats.query_service import QueryService
         from adapters.nats.relay import StreamSettings, ensure_stream, lag
         from adapters.relay_process import WAKE_SUBJECT, RelayProcess
@@ -280,6 +285,7 @@ class Service:
                 if signaling is not None:
                     await signaling.close()
                 return
+            peers = EnginePeers(nc)
             commands = CommandService(
                 nc,
                 engine.bus,
@@ -288,10 +294,16 @@ class Service:
                 ready=engine.read_your_writes,
                 recent=engine.recent,
                 observe=metrics.observe_command,
+                peers=peers,
             )
+            owned = OwnedCommands(nc, commands, peers.subject)
             tokens = TokenVerifier(self.keyring, self.config.credentials.account_sid) if self.keyring else None
+
+            async def read_your_writes() -> None:  # other engines' writes too, while there are others
+                await engine.read_your_writes(log_end=len(peers.registry.alive_ids()) > 1)
+
             queries = QueryService(
-                nc, engine.fresh_queries, base, ready=engine.read_your_writes, tokens=tokens,
+                nc, engine.fresh_queries, base, ready=read_your_writes, tokens=tokens,
                 inline=engine.read_model.db.kind == "sqlite",
             )  # fmt: skip
             if rest is not None:
@@ -316,6 +328,8 @@ class Service:
             async with asyncio.TaskGroup() as group:
                 engine_task = group.create_task(engine.run(engine_stopping))
                 wake_task = group.create_task(wake_relay(nc, WAKE_SUBJECT, committed))
+                await peers.start()
+                await owned.start()
                 await commands.start()
                 await queries.start()
                 logger.info("serving commands and queries on %s", self.nats_url)
@@ -327,6 +341,8 @@ class Service:
                 await http.cleanup()  # no new REST requests; those in flight finish
                 http = None
                 await commands.stop()  # no new commands; those in flight finish
+                await peers.stop()  # the others take its rooms over
+                await owned.stop()  # after finishing what they forwarded meanwhile
                 await queries.stop()
                 engine_stopping.set()
                 await engine_task

@@ -48,7 +48,7 @@ class LocalGateway:
         self.queries = queries
 
     async def command(self, name: str, body: dict[str, Any]) -> Reply:
-        return _DECODER.decode(await self.commands.reply(name, _ENCODER.encode(body)))
+        return _DECODER.decode(await self.commands.answer(name, _ENCODER.encode(body)))
 
     async def query(self, name: str, body: dict[str, Any]) -> Reply:
         return _DECODER.decode(await self.queries.reply(name, _ENCODER.encode(body)))

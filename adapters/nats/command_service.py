@@ -22,6 +22,7 @@ from nats.aio.msg import Msg
 from adapters import twilio_shapes as shapes
 from adapters.command_bus import CommandBus
 from adapters.nats import envelope
+from adapters.nats.engine_peers import EnginePeers
 from adapters.nats.responder import Responder
 from adapters.store.queries import Queries
 from adapters.store.recent_rows import RecentRows
@@ -49,8 +50,11 @@ class CommandService(Responder):
         ready: Callable[[], Awaitable[None]] | None = None,
         recent: RecentRows | None = None,
         observe: Callable[[str, float, str], None] | None = None,
+        peers: EnginePeers | None = None,
     ) -> None:
         super().__init__(nc)
+        self.peers = peers
+        """With several engines: forward a command to the engine that owns its room."""
         self.bus = bus
         self.queries = queries
         self.base_url = base_url.rstrip("/")
@@ -61,15 +65,21 @@ class CommandService(Responder):
         """Awaited before reading the produced resource (read-your-writes without a query per reply)."""
 
     async def handle(self, msg: Msg) -> None:
-        reply = await self.reply(msg.subject.rsplit(".", 1)[-1], msg.data)
+        reply = await self.answer(msg.subject.rsplit(".", 1)[-1], msg.data)
         if msg.reply:
             await msg.respond(reply)
 
-    async def reply(self, name: str, data: bytes) -> bytes:
-        """Execute the command `name` with the JSON body `data`; the reply envelope.
+    async def answer(self, name: str, data: bytes) -> bytes:
+        """The reply to command `name`: from the engine owning its room, or decided here."""
+        if self.peers is not None and (forwarded := await self.peers.forward(name, data)) is not None:
+            return forwarded
+        return await self.reply(name, data)
 
-        The one way a command is executed, whatever carried it (NATS here, or the REST API in
-        the same process through adapters.http.gateway)."""
+    async def reply(self, name: str, data: bytes) -> bytes:
+        """Execute the command `name` with the JSON body `data` here; the reply envelope.
+
+        The one way a command is executed, whatever carried it (NATS here, forwarded by another
+        engine, or the REST API in the same process through adapters.http.gateway)."""
         began = time.perf_counter()
         outcome = "error"
         try:
@@ -132,3 +142,20 @@ class CommandService(Responder):
             room = find("rooms", result.room_sid)
             return shapes.room_json(room, base) if room is not None else None
         return msgspec.to_builtins(result)  # type: ignore[no-any-return]
+
+
+class OwnedCommands(Responder):
+    """`rooms.engine.<id>.cmd.*`: commands other engines forward to this one, because it owns
+    their rooms (adapters/nats/engine_peers.py). Decided here, never forwarded again."""
+
+    queue = ""
+
+    def __init__(self, nc: Client, commands: CommandService, subject: str) -> None:
+        super().__init__(nc)
+        self.commands = commands
+        self.subject = subject
+
+    async def handle(self, msg: Msg) -> None:
+        reply = await self.commands.reply(msg.subject.rsplit(".", 1)[-1], msg.data)
+        if msg.reply:
+            await msg.respond(reply)

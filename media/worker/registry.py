@@ -49,8 +49,10 @@ class WorkerRegistry:
         *,
         heartbeat_s: float = HEARTBEAT_S,
         clock: Callable[[], float] = time.monotonic,
+        bucket: str = BUCKET,
     ) -> None:
         self.worker_id = worker_id
+        self.bucket = bucket
         self._js = js
         self._load = load
         self._heartbeat_s = heartbeat_s
@@ -62,7 +64,7 @@ class WorkerRegistry:
         self._ready = asyncio.Event()
 
     async def start(self) -> None:
-        self._kv = await key_value(self._js, BUCKET, ttl_s=60.0)
+        self._kv = await key_value(self._js, self.bucket, ttl_s=60.0)
         await self._beat()
         self._tasks = [
             asyncio.create_task(self._beating(), name="media worker heartbeat"),
@@ -86,6 +88,10 @@ class WorkerRegistry:
             return True
         seen = self._seen.get(worker_id)
         return seen is not None and self._clock() - seen[1] < 3 * self._heartbeat_s
+
+    def alive_ids(self) -> list[str]:
+        """Every live worker, this one included."""
+        return [self.worker_id, *(wid for wid in self._seen if wid != self.worker_id and self.alive(wid))]
 
     def least_loaded(self) -> str:
         """The live worker with the fewest sessions (this one on a tie)."""

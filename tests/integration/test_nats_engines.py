@@ -181,6 +181,52 @@ async def test_concurrent_creates_of_one_unique_name_across_two_engines_give_exa
     assert again == replies[0]
 
 
+def commands_decided(engine: Any, command_name: str) -> float:
+    """`openrooms_commands_total` of one command at one engine: the commands it decided itself."""
+    line = next(line for line in engine.lines if "openrooms: HTTP http://" in line)
+    port = int(line.rsplit(":", 1)[1].split()[0].split("/")[0])
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        float(sample.rsplit(" ", 1)[1])
+        for sample in text.splitlines()
+        if sample.startswith("openrooms_commands_total{") and f'command="{command_name}"' in sample
+    )
+
+
+async def test_the_commands_of_one_room_are_decided_by_one_engine_whichever_engine_receives_them(
+    cluster: Cluster, nc: Client
+) -> None:
+    created = await command(nc, "create_room", command_id="owned-room", unique_name="owned")
+    room = created["result"]["sid"]
+    joined = await command(
+        nc, "connect_participant", command_id="owned-join", room=room, identity="solo",
+        tracks=[{"name": "cam", "kind": "video"}],
+    )  # fmt: skip
+    participant, track = joined["result"]["sid"], joined["result"]["published_track_sids"][0]
+    before = [commands_decided(engine, "set_track_enabled") for engine in cluster.engines]
+    received_before = delivered(cluster)
+
+    replies = [
+        await command(
+            nc,
+            "set_track_enabled",
+            command_id=f"owned-{i}",
+            room_sid=room,
+            participant_sid=participant,
+            track_sid=track,
+            enabled=bool(i % 2),
+        )
+        for i in range(40)
+    ]
+
+    assert all(r["ok"] for r in replies), replies
+    decided = sorted(commands_decided(e, "set_track_enabled") - b for e, b in zip(cluster.engines, before, strict=True))
+    assert decided == [0, 40]  # one engine decided all of them ...
+    received = delivered(cluster)
+    assert all(received[cid] > received_before[cid] for cid in received)  # ... though both received some
+
+
 async def test_both_engines_stop_on_sigterm_with_exit_0_leaving_one_consistent_store_and_stream(
     cluster: Cluster, nc: Client
 ) -> None:
