@@ -109,7 +109,7 @@ class WorkerRegistry:
             try:
                 await self._beat()
             except Exception as exc:  # NATS reconnecting: the next beat tries again
-                logger.warning("media worker %s: heartbeat failed: %s", self.worker_id, exc)
+                logger.warning("%s member %s: heartbeat failed: %s", self.bucket, self.worker_id, exc)
 
     async def _watching(self) -> None:
         assert self._kv is not None
