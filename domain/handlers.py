@@ -59,21 +59,27 @@ class Unit(Protocol):
 # --- lookups -----------------------------------------------------------------------------
 
 
+def _addressed_room(c: cmd.Command) -> str | None:
+    """The room a command names (SID, or unique name), if it names one."""
+    target = c.room if isinstance(c, cmd.ConnectParticipant) else getattr(c, "room_sid", None)
+    return target if isinstance(target, str) else None
+
+
 def prefetch_keys(c: cmd.Command) -> list[str]:
     """The index entries a command will read, so a batch can load them in one query."""
     if isinstance(c, cmd.CreateRoom):
         return [room_name_key(c.unique_name)] if c.unique_name else []
-    target = c.room if isinstance(c, cmd.ConnectParticipant) else getattr(c, "room_sid", None)
-    if isinstance(target, str) and not is_sid(target, ROOM_PREFIX):
+    target = _addressed_room(c)
+    if target is not None and not is_sid(target, ROOM_PREFIX):
         return [room_name_key(target)]
     return []
 
 
 def touched_keys(c: cmd.Command) -> list[str]:
     """The aggregates a command names: its room (by SID) and the index entries it reads."""
-    target = c.room if isinstance(c, cmd.ConnectParticipant) else getattr(c, "room_sid", None)
+    target = _addressed_room(c)
     keys = prefetch_keys(c)
-    if isinstance(target, str) and is_sid(target, ROOM_PREFIX):
+    if target is not None and is_sid(target, ROOM_PREFIX):
         keys.append(target)
     return keys
 

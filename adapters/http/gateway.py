@@ -51,7 +51,7 @@ class LocalGateway:
         return _DECODER.decode(await self.commands.answer(name, _ENCODER.encode(body)))
 
     async def query(self, name: str, body: dict[str, Any]) -> Reply:
-        return _DECODER.decode(await self.queries.reply(name, _ENCODER.encode(body)))
+        return _DECODER.decode(await self.queries.answer(name, _ENCODER.encode(body)))
 
 
 class NatsGateway:

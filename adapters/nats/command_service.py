@@ -17,7 +17,6 @@ from typing import Any
 
 import msgspec
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 
 from adapters import twilio_shapes as shapes
 from adapters.command_bus import CommandBus
@@ -63,11 +62,6 @@ class CommandService(Responder):
         self.recent = recent
         """Rows the follower just wrote: replies read them without a database round trip."""
         """Awaited before reading the produced resource (read-your-writes without a query per reply)."""
-
-    async def handle(self, msg: Msg) -> None:
-        reply = await self.answer(msg.subject.rsplit(".", 1)[-1], msg.data)
-        if msg.reply:
-            await msg.respond(reply)
 
     async def answer(self, name: str, data: bytes) -> bytes:
         """The reply to command `name`: from the engine owning its room, or decided here."""
@@ -155,7 +149,5 @@ class OwnedCommands(Responder):
         self.commands = commands
         self.subject = subject
 
-    async def handle(self, msg: Msg) -> None:
-        reply = await self.commands.reply(msg.subject.rsplit(".", 1)[-1], msg.data)
-        if msg.reply:
-            await msg.respond(reply)
+    async def answer(self, name: str, data: bytes) -> bytes:
+        return await self.commands.reply(name, data)

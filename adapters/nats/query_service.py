@@ -15,7 +15,6 @@ from typing import Annotated, Any, Protocol
 
 import msgspec
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 
 from adapters import twilio_shapes as shapes
 from adapters.nats import envelope
@@ -155,20 +154,15 @@ class QueryService(Responder):
             "verify_token": (VerifyToken, self.verify_token),
         }
 
-    async def handle(self, msg: Msg) -> None:
-        reply = await self.reply(msg.subject.rsplit(".", 1)[-1], msg.data)
-        if msg.reply:
-            await msg.respond(reply)
-
-    async def reply(self, name: str, data: bytes) -> bytes:
+    async def answer(self, name: str, data: bytes) -> bytes:
         """Answer the query `name` with the JSON body `data`; the reply envelope (never raises)."""
         try:
-            return await self.answer(name, data)
+            return await self._answer(name, data)
         except Exception:
             logger.exception("query %s failed", name)
             return envelope.error(envelope.INTERNAL, "internal error", 500)
 
-    async def answer(self, name: str, data: bytes) -> bytes:
+    async def _answer(self, name: str, data: bytes) -> bytes:
         entry = self._handlers.get(name)
         if entry is None:
             known = ", ".join(sorted(self._handlers))

@@ -40,4 +40,10 @@ class Responder:
         task.add_done_callback(self._tasks.discard)
 
     async def handle(self, msg: Msg) -> None:
+        reply = await self.answer(msg.subject.rsplit(".", 1)[-1], msg.data)
+        if msg.reply:
+            await msg.respond(reply)
+
+    async def answer(self, name: str, data: bytes) -> bytes:
+        """The reply envelope to request `name` (the subject's last token) with body `data`."""
         raise NotImplementedError
