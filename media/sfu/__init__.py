@@ -5,12 +5,12 @@
   PeerConnection needs a new server offer.
 * `PublishedTrack` (published_track.py): the fan-out of one publisher m-line, keyframe requests
   and REMB to the publisher, RFC 6464 audio levels.
-* `Subscription` (subscription.py): one subscriber m-line: keyframe gating, rewriting, NACK history,
+* `Subscription` (subscription.py): one subscriber m-line: keyframe gating, payload types,
   switch-off (render hints).
 * `PublishedDataTrack` (data_track.py): a data track's channel fanned out to one channel per subscriber.
-* `RtpWriter` (rtp_writer.py): the send path's header serialization.
-* Pure pieces: `SequenceRewriter` (rewriter.py), keyframe detection (keyframe.py),
-  `RateLimiter` (rate_limiter.py), `RetransmissionHistory` (history.py), `SfuConfig` (config.py).
+* `Wire` (wire.py, in C: _wire.c): the per-subscriber forwarding step: sequence number and
+  timestamp rewriting, serialization, SRTP, `sendto`, the retransmission history.
+* Pure pieces: keyframe detection (keyframe.py), `RateLimiter` (rate_limiter.py), `SfuConfig` (config.py).
 * hooks.py: every private aiortc hook, documented with the aiortc source it relies on.
 
 """

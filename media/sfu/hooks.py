@@ -23,10 +23,10 @@ Send side (a subscriber's `RTCRtpSender` on the SFU), `SenderInjector`:
 
 * sends forwarded packets itself, synchronously: serialized with the sender's `_ssrc`, `__mid`
   and the extension ids of its `__rtp_header_extensions_map` (`HeaderExtensionsMap.__ids`), SRTP
-  with the DTLS transport's `_tx_srtp` (libsrtp's `srtp_protect` on the pylibsrtp `Session`'s own
-  context and buffer, `SrtpProtector`), sent on the ICE
-  connection's nominated pair (`RTCIceTransport._connection`, aioice `Connection._nominated`,
-  `CandidatePair.protocol.transport`, `remote_addr`): what `RTCDtlsTransport._send_rtp` and
+  with the DTLS transport's `_tx_srtp` (libsrtp's `srtp_protect` on the pylibsrtp `Session`'s
+  context, `_srtp`, `_cdata`), sent on the ICE connection's nominated pair
+  (`RTCIceTransport._connection`, aioice `Connection._nominated`, `CandidatePair.protocol.transport`,
+  `remote_addr`), all in one C call (media.sfu.wire): what `RTCDtlsTransport._send_rtp` and
   aioice's `Connection.sendto` do, without their coroutines. It keeps the DTLS transport's
   `__tx_bytes`, `__tx_packets` (checked against `_state`) and the sender's SR counters
   `__ntp_timestamp`, `__rtp_timestamp`, `__octet_count`, `__packet_count` that `_run_rtcp` reports;
@@ -58,6 +58,7 @@ from __future__ import annotations
 import contextvars
 import copy
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, cast
@@ -96,18 +97,15 @@ from aiortc.rtp import (
     unwrap_rtx,
     wrap_rtx,
 )
-from pylibsrtp import SRTP_MAX_TRAILER_LEN, Session
-from pylibsrtp._binding import ffi as srtp_ffi
-from pylibsrtp._binding import lib as srtp_lib
 
-from media.sfu.history import RetransmissionHistory
-from media.sfu.rtp_writer import RtpWriter
+from media.sfu.wire import Wire, supports
+from media.sfu.wire import connect as wire_connect
 
 logger = logging.getLogger(__name__)
 
 AIORTC_VERSION = "1.16.0"
 AIOICE_VERSION = "0.13.0"  # the send path reads aioice's nominated pair (see SenderInjector)
-PYLIBSRTP_VERSION = "1.0.0"  # ... and calls libsrtp through pylibsrtp's binding (SrtpProtector)
+PYLIBSRTP_VERSION = "1.0.0"  # ... and calls libsrtp through pylibsrtp's binding (media.sfu.wire)
 
 # Name-mangled attributes, spelled once.
 _RECEIVER_CODECS = "_RTCRtpReceiver__codecs"
@@ -244,67 +242,29 @@ def ntp_now() -> int:
     return int((time.time() + _NTP_UNIX_OFFSET_S) * 4294967296.0)
 
 
-class SrtpProtector:
-    """`Session.protect` (pylibsrtp/__init__.py) without its per-call overhead: the same
-    `srtp_protect(ctx, buffer, &length)` call of libsrtp 2 on the session's own context and
-    buffer (`Session._srtp`, `_cdata`, `_buffer`), with the length cell allocated once instead of
-    per packet. Returns None where `Session.protect` raises (packet too long, libsrtp error).
-    Single-threaded use only, like the session itself (aiortc shares it for RTCP)."""
+class _Link:
+    """Where a started sender's packets go: its DTLS transport (whose state gates sending) and the
+    ICE connection whose nominated pair the wire is aimed at. Made once the sender is started and
+    DTLS connected; fixed from then on (`RTCRtpSender.send` configures the sender only once)."""
 
-    def __init__(self, session: Session) -> None:
-        self._session = session  # owns the context (freed with it) and the buffer
-        self._context = session._srtp[0]
-        self._cdata = session._cdata
-        self._buffer = session._buffer
-        self._length = srtp_ffi.new("int *")
-        self._max_length = len(session._cdata) - SRTP_MAX_TRAILER_LEN
-
-    def protect(self, packet: bytes) -> bytes | None:
-        size = len(packet)
-        if size > self._max_length:
-            return None
-        length, buffer = self._length, self._buffer
-        length[0] = size
-        buffer[0:size] = packet
-        if srtp_lib.srtp_protect(self._context, self._cdata, length):
-            return None
-        return cast(bytes, buffer[0 : length[0]])
-
-
-class _Wire:
-    """What a started sender needs to put packets on the wire without aiortc's send path: the
-    serializer for its SSRC, mid and extension ids, and its DTLS transport's SRTP session and
-    ICE connection. Made once the sender is started and DTLS connected; fixed from then on
-    (`RTCRtpSender.send` configures the sender only once)."""
-
-    def __init__(self, sender: RTCRtpSender, writer: RtpWriter) -> None:
-        dtls = sender.transport
-        self.dtls = dtls
-        self.writer = writer
-        self.srtp = SrtpProtector(dtls._tx_srtp)
-        self.connection: Connection = dtls.transport._connection
-        self.sender_state = vars(sender)
-        self.dtls_state = vars(dtls)
+    def __init__(self, sender: RTCRtpSender) -> None:
+        self.dtls = sender.transport
+        self.connection: Connection = self.dtls.transport._connection
         self.pair: CandidatePair | None = None
-        self.sendto: Callable[[bytes, tuple[str, int]], None] = _no_sendto
-        self.address: tuple[str, int] = ("", 0)
-
-
-def _no_sendto(data: bytes, address: tuple[str, int]) -> None:  # pragma: no cover - replaced on first send
-    raise ConnectionError("no nominated ICE pair")
 
 
 class SenderInjector:
     """Sends forwarded packets through one subscriber's `RTCRtpSender` and takes over its feedback.
 
-    * `send()` writes the packet for the sender's SSRC and mid (media.sfu.rtp_writer), remembers it
-      in a `history_size` history, protects it with the DTLS transport's SRTP session and hands it
-      to the nominated ICE pair's datagram transport, all synchronously. That is what
-      `RTCDtlsTransport._send_rtp` → `Connection.send` → `Connection.sendto` →
-      `StunProtocol.send_data` → `DatagramTransport.sendto` do (rtcdtlstransport.py, aioice
-      ice.py), minus four coroutines. It keeps the DTLS transport's `__tx_bytes`/`__tx_packets`
-      (its `getStats()`) and the sender's SR counters `__ntp_timestamp`, `__rtp_timestamp`,
-      `__octet_count`, `__packet_count`, which aiortc's `_run_rtcp` reports;
+    * `forward()` hands a source packet to the stream's `wire` (media.sfu.wire, in C), which
+      rewrites its numbers, writes it for the sender's SSRC and mid, protects it with the DTLS
+      transport's SRTP session, sends it on the nominated ICE pair's socket and remembers it in a
+      `history_size` history, all synchronously. That is what `RTCDtlsTransport._send_rtp` →
+      `Connection.send` → `Connection.sendto` → `StunProtocol.send_data` →
+      `DatagramTransport.sendto` do (rtcdtlstransport.py, aioice ice.py), minus four coroutines.
+      The wire keeps the DTLS transport's `__tx_bytes`/`__tx_packets` (its `getStats()`) and the
+      sender's SR counters `__ntp_timestamp`, `__rtp_timestamp`, `__octet_count`,
+      `__packet_count`, which aiortc's `_run_rtcp` reports;
     * NACKs are answered from that history, wrapped in RTX when negotiated (`_retransmit`);
     * PLI/FIR call `on_keyframe_request` (which should ask the publisher, rate-limited);
     * a REMB from the subscriber calls `on_remb(bitrate)`.
@@ -320,11 +280,12 @@ class SenderInjector:
         check_send_path_versions()
         self._transceiver = transceiver
         self._sender = transceiver.sender
-        self.history: RetransmissionHistory[bytes] = RetransmissionHistory(history_size)
+        # Random starts in the lower half of the ranges, like aiortc (avoids early SRTP rollover).
+        self.wire = Wire(history_size, random.randrange(1 << 15), random.randrange(1 << 31))
         self.retransmitted: list[int] = []
         self._on_keyframe_request = on_keyframe_request
         self._on_remb = on_remb
-        self._wire: _Wire | None = None
+        self._link: _Link | None = None
         self._install()
 
     def _install(self) -> None:
@@ -348,21 +309,33 @@ class SenderInjector:
     @property
     def ready(self) -> bool:
         """True when packets can be sent: negotiated, started and the DTLS transport connected."""
-        wire = self._wire or self._connect()
-        return wire is not None and wire.dtls._state is DtlsState.CONNECTED
+        link = self._link or self._connect()
+        return link is not None and link.dtls._state is DtlsState.CONNECTED
 
-    def _connect(self) -> _Wire | None:
+    def _connect(self) -> _Link | None:
         sender = self._sender
         if not sender_started(sender) or sender.transport.state != "connected":
             return None
         ids = cast(HeaderExtensions, getattr(getattr(sender, _SENDER_EXT_MAP), _EXT_MAP_IDS))
         mid = cast(str | None, getattr(sender, _SENDER_MID))
         extension_ids = (ids.mid or 0, ids.abs_send_time or 0, ids.audio_level or 0)
-        if not RtpWriter.supports(mid, *extension_ids):
+        if not supports(mid, *extension_ids):
             logger.warning("sender %s: two-byte header extensions are not supported; not forwarding", sender._ssrc)
             return None
-        self._wire = _Wire(sender, RtpWriter(sender._ssrc, mid, *extension_ids))
-        return self._wire
+        dtls = sender.transport
+        counters = (
+            vars(dtls),
+            _DTLS_TX_BYTES,
+            _DTLS_TX_PACKETS,
+            vars(sender),
+            _SENDER_NTP,
+            _SENDER_RTP_TS,
+            _SENDER_OCTETS,
+            _SENDER_PACKETS,
+        )
+        wire_connect(self.wire, sender._ssrc, mid, extension_ids, dtls._tx_srtp, counters)
+        self._link = _Link(sender)
+        return self._link
 
     @property
     def ssrc(self) -> int:
@@ -375,48 +348,38 @@ class SenderInjector:
                 return candidate.payloadType
         return None
 
-    def send(
+    def forward(
         self,
         payload_type: int,
         marker: int,
         sequence_number: int,
         timestamp: int,
         payload: bytes,
-        audio_level: tuple[bool, int] | None,
         ntp: int,
+        audio_level: tuple[bool, int] | None,
+        now: float,
+        clock_rate: int,
     ) -> bool:
-        """Send one packet (numbers already rewritten) at `ntp` (`ntp_now()`, the abs-send-time and
-        SR clock); False when it could not go out (not `ready`, or SRTP refused it)."""
-        wire = self._wire or self._connect()
-        if wire is None or wire.dtls._state is not DtlsState.CONNECTED:
+        """Forward one source packet (its own numbers; the wire rewrites them) at `ntp` (`ntp_now()`,
+        the abs-send-time and SR clock) and `now` (the router's clock, for the gap a new source's
+        timestamps follow, in `clock_rate` ticks). False when it did not go out (not `ready`,
+        dropped by the rewriter, or refused by SRTP or the socket)."""
+        link = self._link or self._connect()
+        if link is None or link.dtls._state is not DtlsState.CONNECTED:
             return False
-        pair = wire.connection._nominated.get(1)
+        pair = link.connection._nominated.get(1)
         if pair is None:
             return False
-        if pair is not wire.pair:
-            wire.pair, wire.sendto, wire.address = pair, pair.protocol.transport.sendto, pair.remote_addr
-        data = wire.writer.write(
-            payload_type, marker, sequence_number, timestamp, payload, (ntp >> 14) & 0x00FFFFFF, audio_level
+        if pair is not link.pair:
+            link.pair = pair
+            self.wire.aim(pair.protocol.transport.get_extra_info("socket"), *pair.remote_addr[:2])
+        return self.wire.forward(
+            payload_type, marker, sequence_number, timestamp, payload, ntp, audio_level, now, clock_rate
         )
-        protected = wire.srtp.protect(data)
-        if protected is None:
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("sender %s: SRTP refused packet %d", wire.writer.ssrc, sequence_number)
-            return False
-        wire.sendto(protected, wire.address)
-        self.history.put(sequence_number, data)
-        dtls_state, sender_state = wire.dtls_state, wire.sender_state
-        dtls_state[_DTLS_TX_BYTES] += len(protected)
-        dtls_state[_DTLS_TX_PACKETS] += 1
-        sender_state[_SENDER_NTP] = ntp
-        sender_state[_SENDER_RTP_TS] = timestamp
-        sender_state[_SENDER_OCTETS] += len(payload)
-        sender_state[_SENDER_PACKETS] += 1
-        return True
 
     async def _retransmit(self, sequence_number: int) -> None:
         """Answer a NACK for `sequence_number` from the history (replaces `RTCRtpSender._retransmit`)."""
-        data = self.history.get(sequence_number)
+        data = self.wire.history(sequence_number)
         if data is None:
             return
         sender = self._sender

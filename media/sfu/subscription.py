@@ -3,20 +3,21 @@
 A `Subscription` owns one `RTCRtpTransceiver` of the subscriber's PeerConnection for its whole
 life. Its source (a `PublishedTrack`) can change: when it is recycled for another track, or when
 a publisher is replaced. The subscriber nevertheless sees one continuous RTP stream (one SSRC,
-sequence numbers by +1, increasing timestamps: media.sfu.rewriter).
+sequence numbers by +1, increasing timestamps: the rewriting of media.sfu.wire).
 
 For each packet from the source it:
 
 1. drops it while the subscriber has not answered yet (the sender is not started);
 2. for video, drops it until a keyframe starts (after subscribing or a source change), asking
    the publisher for one meanwhile (rate-limited by the published track);
-3. rewrites payload type (the subscriber's number for the same codec), sequence number and
-   timestamp, keeps the RFC 6464 audio level, and sends it through `hooks.SenderInjector`,
-   which also keeps the retransmission history that answers the subscriber's NACKs.
+3. maps the payload type to the subscriber's number for the same codec and hands the packet to
+   `hooks.SenderInjector`, whose wire (media.sfu.wire, in C) rewrites sequence number and
+   timestamp, keeps the RFC 6464 audio level, sends it and keeps the retransmission history that
+   answers the subscriber's NACKs.
 
 All of it is synchronous: the published track forwards one packet to all its subscriptions in a
-plain loop, with no coroutine per subscriber (the per-packet cost that remains is the rewrite,
-one serialization, SRTP and the `sendto`; docs/benchmarks.md "SFU").
+plain loop, with no coroutine per subscriber, and the per-subscriber step is one C call
+(docs/benchmarks.md "SFU").
 
 The subscriber's PLI/FIR become a keyframe request upstream; its REMB goes to the published
 track, whose REMB to the publisher is the minimum over subscribers.
@@ -25,7 +26,6 @@ track, whose REMB to the publisher is the minimum over subscribers.
 from __future__ import annotations
 
 import logging
-import random
 
 from aiortc import RTCRtpSender, RTCRtpTransceiver
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -37,7 +37,6 @@ from media.sfu.config import SfuConfig
 from media.sfu.idle_track import IdleTrack
 from media.sfu.keyframe import is_keyframe_start
 from media.sfu.published_track import PublishedTrack
-from media.sfu.rewriter import SequenceRewriter
 
 logger = logging.getLogger(__name__)
 
@@ -56,14 +55,10 @@ class Subscription:
         self.kind = transceiver.kind
         self.source: PublishedTrack | None = None
         self.msid_track_id: str | None = None
-        self.packets_sent = 0
         self.dropped_waiting_keyframe = 0
         self.subscriber_estimate: int | None = None
         self.switched_off = False
         """The subscriber asked not to receive it for now (a render hint): nothing is forwarded."""
-        # Random starts in the lower half of the ranges, like aiortc (avoids early SRTP rollover).
-        self._rewriter = SequenceRewriter(random.randrange(1 << 15), random.randrange(1 << 31))
-        self._last_sent_at: float | None = None
         self._waiting_keyframe = False
         self._codec_mismatch_logged = False
         self._codec: RTCRtpCodecParameters | None = None  # the source codec `_payload_type` is for
@@ -75,6 +70,10 @@ class Subscription:
             on_keyframe_request=self._on_keyframe_request,
             on_remb=self._on_remb,
         )
+
+    @property
+    def packets_sent(self) -> int:
+        return self.injector.wire.packets_sent
 
     @property
     def mid(self) -> str | None:
@@ -95,7 +94,7 @@ class Subscription:
         self.source = source
         self._codec = None
         self._source_ssrc = None
-        self._rewriter.switch_source()
+        self.injector.wire.switch_source()
         self._waiting_keyframe = self.kind == "video"
         if source.codec is not None:
             self._prefer_codec(source.codec)
@@ -115,7 +114,7 @@ class Subscription:
             return
         self.switched_off = not on
         if on:
-            self._rewriter.switch_source()  # sequence continues; timestamps jump by the time switched off
+            self.injector.wire.switch_source()  # sequence continues; timestamps jump by the time switched off
             self._waiting_keyframe = self.kind == "video"
             if self.source is not None:
                 self.source.request_keyframe()
@@ -137,7 +136,7 @@ class Subscription:
         packet by the published track, for all its subscriptions."""
         source = self.source
         injector = self.injector
-        if source is None or not injector.ready or self.switched_off:
+        if source is None or self.switched_off or not injector.ready:
             return
         if packet.ssrc != self._source_ssrc:
             self._follow_source_ssrc(packet.ssrc)
@@ -153,25 +152,23 @@ class Subscription:
                 source.request_keyframe()
                 return
             self._waiting_keyframe = False
-        rewriter = self._rewriter
-        gap = 0
-        if not rewriter.has_source_mapping and self._last_sent_at is not None:
-            gap = round((now - self._last_sent_at) * codec.clockRate)
-        rewritten = rewriter.rewrite(packet.sequence_number, packet.timestamp, gap)
-        if rewritten is None:
-            return
-        sequence_number, timestamp = rewritten
-        if injector.send(
-            payload_type, packet.marker, sequence_number, timestamp, packet.payload, packet.extensions.audio_level, ntp
-        ):
-            self.packets_sent += 1
-            self._last_sent_at = now
+        injector.forward(
+            payload_type,
+            packet.marker,
+            packet.sequence_number,
+            packet.timestamp,
+            packet.payload,
+            ntp,
+            packet.extensions.audio_level,
+            now,
+            codec.clockRate,
+        )
 
     def _follow_source_ssrc(self, ssrc: int) -> None:
         """The source's packets now carry another SSRC (the publisher restarted its stream): its
         numbers are unrelated to the previous ones, so map them afresh, from a keyframe for video."""
         if self._source_ssrc is not None:
-            self._rewriter.switch_source()
+            self.injector.wire.switch_source()
             self._waiting_keyframe = self.kind == "video"
         self._source_ssrc = ssrc
 

@@ -7,8 +7,11 @@ live path is covered by tests/integration/test_sfu_forwarding.py.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
+import socket
+from types import SimpleNamespace
 from typing import Any
 
 import aioice
@@ -46,7 +49,8 @@ from aiortc.rtp import (
 
 from media.sfu import hooks
 from media.sfu.idle_track import IdleTrack
-from media.sfu.rtp_writer import RtpWriter
+from media.sfu.wire import Wire, supports
+from media.sfu.wire import connect as wire_connect
 
 
 @pytest.fixture(autouse=True)
@@ -185,29 +189,44 @@ async def test_send_pli_and_send_remb_use_the_receivers_rtcp_path(pc):
 SRTP_KEY = bytes(range(30))
 
 
-class DatagramCatcher:
-    """Stands in for the asyncio datagram transport of the nominated pair's protocol."""
+class DatagramCatcher(asyncio.DatagramProtocol):
+    """The remote end of the nominated pair: a UDP socket on loopback collecting what arrives."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[bytes, tuple[str, int]]] = []
+        self._arrived = asyncio.Event()
 
-    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.sent.append((data, addr))
+        self._arrived.set()
+
+    async def received(self, count: int) -> list[tuple[bytes, tuple[str, int]]]:
+        """The first `count` datagrams, once they arrived (loopback delivers at once; 5 s at most)."""
+        async with asyncio.timeout(5):
+            while len(self.sent) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+        return self.sent[:count]
 
 
 async def started_sender(pc: RTCPeerConnection, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, DatagramCatcher]:
     """A sender started as aiortc starts it after negotiation, on a DTLS transport made connected by
-    hand (SRTP session with a known key) over an ICE connection whose nominated pair is ours."""
+    hand (SRTP session with a known key) over an ICE connection whose nominated pair is ours: an
+    aioice `StunProtocol` on a real UDP socket, aimed at a `DatagramCatcher` on loopback."""
     transceiver = pc.addTransceiver(IdleTrack("video", "t1"), direction="sendrecv")
     dtls = transceiver.sender.transport
     dtls._tx_srtp = pylibsrtp.Session(pylibsrtp.Policy(key=SRTP_KEY, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
     monkeypatch.setattr(dtls, "_state", DtlsState.CONNECTED)
-    catcher = DatagramCatcher()
-    protocol = aioice.ice.StunProtocol(receiver=None)
-    protocol.transport = catcher  # type: ignore[assignment]
-    remote = aioice.Candidate("1", 1, "udp", 1, "192.0.2.7", 5004, "host")
+    loop = asyncio.get_running_loop()
+    catcher_transport, catcher = await loop.create_datagram_endpoint(DatagramCatcher, local_addr=("127.0.0.1", 0))
+    local_transport, protocol = await loop.create_datagram_endpoint(
+        lambda: aioice.ice.StunProtocol(receiver=SimpleNamespace(protocol_lost=lambda protocol: None)),
+        local_addr=("127.0.0.1", 0),
+    )
+    remote = aioice.Candidate("1", 1, "udp", 1, *catcher_transport.get_extra_info("sockname"), "host")
     connection = dtls.transport._connection
     connection._nominated[1] = aioice.ice.CandidatePair(protocol, remote)
+    catcher.close = lambda: (catcher_transport.close(), local_transport.close())  # type: ignore[attr-defined]
     await transceiver.sender.send(
         RTCRtpSendParameters(
             codecs=[
@@ -258,26 +277,37 @@ async def test_sender_injector_sends_on_the_nominated_pair_what_aiortcs_send_pat
     try:
         assert injector.ready
         ntp = hooks.ntp_now()
-        assert injector.send(97, 1, 500, 9000, b"abc", None, ntp)
-        [(data, addr)] = catcher.sent
-        assert addr == ("192.0.2.7", 5004)
+        assert injector.forward(97, 1, 500, 9000, b"abc", ntp, None, 0.0, 90000)
+        [(data, addr)] = await catcher.received(1)
+        assert addr == dtls.transport._connection._nominated[1].protocol.transport.get_extra_info("sockname")
         plain = unprotect(data)
+        first = RtpPacket.parse(plain)  # numbers rewritten from the wire's random start
         expected = RtpPacket(
-            payload_type=97, marker=1, sequence_number=500, timestamp=9000, ssrc=sender._ssrc, payload=b"abc"
+            payload_type=97,
+            marker=1,
+            sequence_number=first.sequence_number,
+            timestamp=first.timestamp,
+            ssrc=sender._ssrc,
+            payload=b"abc",
         )
         expected.extensions.mid = "7"
         expected.extensions.abs_send_time = (ntp >> 14) & 0xFFFFFF
         assert plain == expected.serialize(sender._RTCRtpSender__rtp_header_extensions_map)  # byte for byte
-        assert injector.history.get(500) == plain
+        assert injector.wire.history(first.sequence_number) == plain
         assert (sender._RTCRtpSender__packet_count, sender._RTCRtpSender__octet_count) == (1, 3)
-        assert (sender._RTCRtpSender__rtp_timestamp, sender._RTCRtpSender__ntp_timestamp) == (9000, ntp)
+        assert (sender._RTCRtpSender__rtp_timestamp, sender._RTCRtpSender__ntp_timestamp) == (first.timestamp, ntp)
         assert (dtls._RTCDtlsTransport__tx_packets, dtls._RTCDtlsTransport__tx_bytes) == (1, len(data))
 
         monkeypatch.setattr(dtls, "_state", DtlsState.CLOSED)
-        assert not injector.ready and not injector.send(97, 0, 501, 9000, b"d", None, ntp)
-        assert len(catcher.sent) == 1
+        assert not injector.ready and not injector.forward(97, 0, 501, 12000, b"d", ntp, None, 0.0, 90000)
+        monkeypatch.setattr(dtls, "_state", DtlsState.CONNECTED)
+        assert injector.forward(97, 0, 502, 15000, b"e", ntp, None, 0.0, 90000)  # the next one goes out, after it
+        second = RtpPacket.parse(unprotect((await catcher.received(2))[1][0]))
+        assert (second.sequence_number - first.sequence_number) % 65536 == 2  # the gap of 501 is kept
+        assert (second.timestamp - first.timestamp) % (1 << 32) == 6000
     finally:
         monkeypatch.setattr(dtls, "_state", DtlsState.NEW)
+        catcher.close()
         await sender.stop()
 
 
@@ -302,43 +332,130 @@ async def test_sender_injector_answers_nacks_forwards_keyframe_requests_and_read
 
     injector = hooks.SenderInjector(transceiver, 2048, lambda: keyframe_requests.append(True), on_remb)
     try:
-        assert injector.send(97, 0, 500, 9000, b"abc", None, hooks.ntp_now())
+        assert injector.forward(97, 0, 500, 9000, b"abc", hooks.ntp_now(), None, 0.0, 90000)
+        sent = RtpPacket.parse(unprotect((await catcher.received(1))[0][0])).sequence_number
         nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1, media_ssrc=sender._ssrc)
-        nack.lost = [500, 499]  # 499 was never sent
+        nack.lost = [sent, (sent - 1) % 65536]  # the one before was never sent
         await sender._handle_rtcp_packet(nack)
-        assert len(catcher.sent) == 2
-        rtx = RtpPacket.parse(unprotect(catcher.sent[1][0]))
-        assert (rtx.ssrc, rtx.payload_type, rtx.payload) == (sender._rtx_ssrc, 98, b"\x01\xf4abc")
-        assert injector.retransmitted == [500]
+        rtx = RtpPacket.parse(unprotect((await catcher.received(2))[1][0]))
+        assert (rtx.ssrc, rtx.payload_type, rtx.payload) == (sender._rtx_ssrc, 98, sent.to_bytes(2, "big") + b"abc")
+        assert injector.retransmitted == [sent]
 
         await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=sender._ssrc))
         assert keyframe_requests == [True]
         remb = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(300_000, [sender._ssrc]))
         await sender._handle_rtcp_packet(remb)
         assert rembs == [300_000]
+        assert len(catcher.sent) == 2
     finally:
         monkeypatch.setattr(sender.transport, "_state", DtlsState.NEW)
+        catcher.close()
         await sender.stop()
 
 
-def test_srtp_protector_writes_what_pylibsrtp_writes_and_says_none_where_it_raises():
+def _outbound_session() -> pylibsrtp.Session:
+    return pylibsrtp.Session(pylibsrtp.Policy(key=SRTP_KEY, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+
+
+class Counters:
+    """Stand-ins for the `vars()` of a DTLS transport and of a sender, whose counters a wire keeps."""
+
+    def __init__(self) -> None:
+        self.dtls = {"tx_bytes": 0, "tx_packets": 0}
+        self.sender = {"ntp": 0, "rtp_timestamp": 0, "octets": 0, "packets": 0}
+
+    def names(self) -> Any:
+        return (self.dtls, "tx_bytes", "tx_packets", self.sender, "ntp", "rtp_timestamp", "octets", "packets")
+
+
+def connected_wire(
+    mid: str | None = "0",
+    extension_ids: tuple[int, int, int] = (1, 3, 0),
+    first: tuple[int, int] = (1, 1000),
+    history_size: int = 1024,
+    counters: Counters | None = None,
+) -> Wire:
+    wire = Wire(history_size, *first)
+    wire_connect(wire, 42, mid, extension_ids, _outbound_session(), (counters or Counters()).names())
+    return wire
+
+
+def test_the_wire_sends_what_pylibsrtp_protects_and_keeps_aiortcs_counters():
+    # What media.sfu.wire.connect takes from pylibsrtp's Session: its srtp_t context and buffer size.
     process = inspect.getsource(pylibsrtp.Session._Session__process)
     assert "_srtp_assert(func(self._srtp[0], self._cdata, len_p))" in process
-    assert "return self._buffer[0 : len_p[0]]" in process
     assert "lib.srtp_protect, SRTP_MAX_TRAILER_LEN" in inspect.getsource(pylibsrtp.Session.protect)
 
-    def session() -> pylibsrtp.Session:
-        return pylibsrtp.Session(pylibsrtp.Policy(key=SRTP_KEY, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    reference, counters = _outbound_session(), Counters()
+    wire = connected_wire(first=(1, 1000), counters=counters)
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(5)
+    try:
+        assert not wire.forward(96, 0, 100, 0, bytes(300), 7 << 14, None, 0.0, 90000)  # not aimed yet
+        wire.aim(sender, *receiver.getsockname())
+        sizes = []
+        for i in range(3):
+            ntp = (i + 8) << 14
+            assert wire.forward(96, i & 1, 100 + i, 3000 * i, bytes([i]) * 300, ntp, None, 0.0, 90000)
+            plain = wire.history(1 + i)  # rewritten: from the wire's first numbers on
+            assert plain == wire.write(96, i & 1, 1 + i, 1000 + 3000 * i, bytes([i]) * 300, i + 8, None)
+            datagram = receiver.recv(2048)
+            assert datagram == reference.protect(plain)
+            assert wire.last_length == len(datagram)
+            sizes.append(len(datagram))
+        assert wire.packets_sent == 3
+        assert counters.dtls == {"tx_bytes": sum(sizes), "tx_packets": 3}
+        assert counters.sender == {"ntp": 10 << 14, "rtp_timestamp": 1000 + 6000, "octets": 900, "packets": 3}
 
-    reference, lean = session(), hooks.SrtpProtector(session())
-    for seq in (1, 2, 3):
-        packet = RtpPacket(payload_type=96, sequence_number=seq, timestamp=seq, ssrc=42, payload=bytes(300)).serialize()
-        assert lean.protect(packet) == reference.protect(packet)
-    stale = RtpPacket(payload_type=96, sequence_number=1, timestamp=1, ssrc=42, payload=bytes(300)).serialize()
-    with pytest.raises(pylibsrtp.Error):
-        reference.protect(stale)
-    assert lean.protect(stale) is None
-    assert lean.protect(bytes(1500)) is None
+        assert not wire.forward(96, 0, 101, 3000, bytes(300), 0, None, 0.0, 90000)  # a replayed index: SRTP refuses
+        assert not wire.forward(96, 0, 103, 9000, bytes(1500), 0, None, 0.0, 90000)  # too long to protect
+        with pytest.raises(ValueError):
+            wire.write(96, 0, 4, 4, bytes(1500), 7, None)
+        sender.close()
+        assert not wire.forward(96, 0, 104, 9000, bytes(300), 0, None, 0.0, 90000)  # its socket closed
+        assert wire.packets_sent == 3 and counters.dtls["tx_packets"] == 3
+    finally:
+        receiver.close()
+        sender.close()
+
+
+def test_an_unconnected_wire_forwards_nothing_and_a_new_source_follows_the_wall_clock_gap():
+    assert not Wire(8, 0, 0).forward(96, 0, 1, 1, b"x", 0, None, 0.0, 90000)
+    wire = connected_wire(first=(1, 1000))
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    try:
+        wire.aim(sender, *receiver.getsockname())
+        assert wire.forward(96, 0, 500, 7, b"a", 0, None, 10.0, 90000)
+        wire.switch_source()
+        assert not wire.mapped
+        assert wire.forward(96, 0, 9, 123_456, b"b", 0, None, 10.5, 90000)  # half a second later
+        assert wire.mapped
+        assert wire.history(2) == wire.write(96, 0, 2, 1000 + 45_000, b"b", 0, None)
+    finally:
+        receiver.close()
+        sender.close()
+
+
+def test_the_wire_aims_at_ipv6_addresses_and_refuses_what_is_not_an_address():
+    wire = connected_wire(None, (0, 0, 0))
+    receiver = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    sender = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        receiver.bind(("::1", 0))
+        receiver.settimeout(5)
+        wire.aim(sender, "::1", receiver.getsockname()[1])
+        assert wire.forward(96, 0, 1, 1, b"payload", 0, None, 0.0, 90000)
+        assert len(receiver.recv(2048)) == wire.last_length
+        for host, port in (("not-an-address", 5000), ("::zz", 5000), ("127.0.0.1", 0)):
+            with pytest.raises(ValueError):
+                wire.aim(sender, host, port)
+    finally:
+        receiver.close()
+        sender.close()
 
 
 def test_ntp_now_is_aiortcs_ntp_clock():
@@ -371,7 +488,9 @@ def test_rtp_writer_writes_what_aiortcs_serializer_writes(uris, mid, audio_level
         RTCRtpParameters(headerExtensions=[RTCRtpHeaderExtensionParameters(id=i, uri=full[u]) for i, u in uris.items()])
     )
     ids = ext_map._HeaderExtensionsMap__ids  # what SenderInjector reads
-    writer = RtpWriter(0x01020304, mid, ids.mid or 0, ids.abs_send_time or 0, ids.audio_level or 0)
+    writer = Wire(8, 0, 0)
+    extension_ids = (ids.mid or 0, ids.abs_send_time or 0, ids.audio_level or 0)
+    wire_connect(writer, 0x01020304, mid, extension_ids, _outbound_session(), Counters().names())
     for marker, seq, ts in ((0, 0, 0), (1, 65535, (1 << 32) - 1)):
         expected = RtpPacket(payload_type=111, marker=marker, sequence_number=seq, timestamp=ts, ssrc=0x01020304)
         expected.payload = b"payload"
@@ -383,10 +502,10 @@ def test_rtp_writer_writes_what_aiortcs_serializer_writes(uris, mid, audio_level
 
 
 def test_rtp_writer_refuses_what_needs_the_two_byte_header_form():
-    assert not RtpWriter.supports("0", 15, 3, 0)
-    assert not RtpWriter.supports("a-mid-of-seventeen", 1, 3, 0)
+    assert not supports("0", 15, 3, 0)
+    assert not supports("a-mid-of-seventeen", 1, 3, 0)
     with pytest.raises(ValueError):
-        RtpWriter(1, "", 1, 0, 0)
+        connected_wire("", (1, 0, 0))
 
 
 def _munge(sdp: str) -> str:

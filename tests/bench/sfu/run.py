@@ -29,7 +29,9 @@ the frames each subscriber decoded, and the CPU of the publisher + subscribers a
 else on the machine (/proc/stat). Router only (MediaRelay re-encodes, so packets cannot be matched),
 latency by each RTP packet's last bytes (payload, forwarded unchanged): publisher
 `RTCDtlsTransport._send_rtp` → subscriber `_handle_rtp_data` (end to end), and in the SFU from
-SRTP unprotect to SRTP protect (pylibsrtp `Session`, below whatever aiortc layers the SFU skips).
+SRTP unprotect (pylibsrtp `Session`, below whatever aiortc layers the SFU skips) to the send
+step's call (`SenderInjector.forward`, whose wire rewrites, writes, protects and sends in one C call; for the relay,
+SRTP protect). The SFU CPU figures include these two hooks (a dict lookup and a clock read each).
 Prints a markdown table, the router/relay ratios and the marginal cost per added subscriber.
 
 `--modes router` measures one SFU only; `--profile DIR` also samples the SFU with py-spy over
@@ -93,7 +95,7 @@ async def sfu_main(mode: str, port: int) -> None:
     from media.sfu import Router, SfuConfig
 
     arrived: dict[bytes, float] = {}
-    in_sfu: list[float] = []  # per forwarded packet: arrival (decrypted) → handed to SRTP for sending
+    in_sfu: list[float] = []  # per forwarded packet: arrival (decrypted) → handed to the send step
     original_unprotect, original_protect = pylibsrtp.Session.unprotect, pylibsrtp.Session.protect
 
     def unprotect(self: Any, data: bytes) -> bytes:
@@ -109,22 +111,21 @@ async def sfu_main(mode: str, port: int) -> None:
             in_sfu.append(time.monotonic() - at)
         return original_protect(self, data)
 
-    # At the SRTP session, whichever aiortc layers the SFU uses or skips above it (the router's send
-    # path calls libsrtp through `hooks.SrtpProtector`, and `sendto` right after it).
+    # At the SRTP session, whichever aiortc layers the SFU uses or skips above it. The router's send
+    # path rewrites, writes, protects and sends in one C call (media.sfu.wire), so for it the clock
+    # stops when `SenderInjector.forward` is called with the packet's payload, just before that call.
     pylibsrtp.Session.unprotect, pylibsrtp.Session.protect = unprotect, protect  # type: ignore[method-assign]
     from media.sfu import hooks
 
-    protector = getattr(hooks, "SrtpProtector", None)
-    if protector is not None:
-        original_lean_protect = protector.protect
+    original_forward = hooks.SenderInjector.forward
 
-        def lean_protect(self: Any, data: bytes) -> bytes | None:
-            at = arrived.get(data[-16:])
-            if at is not None:
-                in_sfu.append(time.monotonic() - at)
-            return original_lean_protect(self, data)  # type: ignore[no-any-return]
+    def forward(self: Any, payload_type: int, marker: int, seq: int, ts: int, payload: bytes, *rest: Any) -> bool:
+        at = arrived.get(payload[-16:])
+        if at is not None:
+            in_sfu.append(time.monotonic() - at)
+        return original_forward(self, payload_type, marker, seq, ts, payload, *rest)
 
-        protector.protect = lean_protect
+    hooks.SenderInjector.forward = forward  # type: ignore[method-assign]
 
     router = Router(RoomSid("RM" + "0" * 32), SfuConfig(max_bitrate_bps=1_500_000)) if mode == "router" else None
     relay = MediaRelay() if mode == "relay" else None

@@ -1,45 +1,15 @@
-"""Sequence number and timestamp rewriting for one outbound RTP stream.
-
-A subscriber's sender keeps one SSRC for its whole life, but the packets it carries may come
-from several sources in turn (a recycled transceiver, a publisher that reconnected). The
-subscriber must see one stream: sequence numbers that continue by +1 and timestamps that keep
-increasing. Each source gets its own offsets, chosen when its first packet is forwarded:
-
-* `out_seq = in_seq + seq_offset (mod 2^16)`, so the first packet continues after the highest
-  sequence number sent so far; gaps and reordering within a source are preserved, which keeps
-  NACKs meaningful;
-* `out_ts = in_ts + ts_offset (mod 2^32)`, so the first packet's timestamp follows the last one
-  sent by `ts_gap` ticks (the caller passes the wall-clock gap in clock-rate units).
-
-A packet older than the first forwarded packet of the current source is dropped: its number
-would fall before the switch and collide with the previous source's numbers. That floor follows
-the source at a distance of `_FLOOR_LAG` packets, so a long stream is never mistaken for an old
-one once its numbers are half the sequence space past the first (a floor fixed at the first
-packet dropped packets 32768 to 65535 of every source: three minutes of video). A source whose
-numbers jump (`_JUMP_DROPS` packets in a row below the floor) is taken as a new source.
+"""The model of the SFU's sequence number and timestamp rewriting: the Python rewriter the SFU ran
+before the step moved into C (media/sfu/_wire.c, whose header comment says what it does and
+why). tests/unit/test_sfu_rewriter.py checks the C rewriter against it packet by packet.
 """
 
 from __future__ import annotations
-
-from typing import NamedTuple
 
 _SEQ_MOD = 1 << 16
 _SEQ_HALF = 1 << 15
 _TS_MOD = 1 << 32
 _FLOOR_LAG = 1 << 14  # how far behind the newest packet of a source the "too old" floor is kept
 _JUMP_DROPS = 64  # packets in a row below the floor that mean the source jumped
-
-
-def seq_newer(a: int, b: int) -> bool:
-    """True when 16-bit sequence number `a` comes after `b` (RFC 3550 wrap-around arithmetic)."""
-    return a != b and (a - b) % _SEQ_MOD < _SEQ_MOD // 2
-
-
-class Rewritten(NamedTuple):
-    """The outbound numbers of one packet (a tuple: made for every forwarded packet)."""
-
-    sequence_number: int
-    timestamp: int
 
 
 class SequenceRewriter:
@@ -62,8 +32,8 @@ class SequenceRewriter:
         """True once a packet of the current source has been rewritten."""
         return self._mapping is not None
 
-    def rewrite(self, sequence_number: int, timestamp: int, ts_gap: int) -> Rewritten | None:
-        """The outbound numbers for an inbound packet, or None to drop it.
+    def rewrite(self, sequence_number: int, timestamp: int, ts_gap: int) -> tuple[int, int] | None:
+        """The outbound (sequence number, timestamp) of an inbound packet, or None to drop it.
 
         `ts_gap` is used only when this packet starts a new source: the number of timestamp
         ticks between the last packet sent and this one (at least 1).
@@ -86,7 +56,7 @@ class SequenceRewriter:
             self._highest_seq = out_seq
             self._highest_ts = out_ts
         self._started = True
-        return Rewritten(out_seq, out_ts)
+        return out_seq, out_ts
 
     def _map(self, sequence_number: int, timestamp: int, ts_gap: int) -> tuple[int, int]:
         """Offsets that make this packet follow the last one sent."""
