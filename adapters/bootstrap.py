@@ -21,6 +21,7 @@ from adapters.clock import SystemClock, jittered_backoff
 from adapters.command_bus import CommandBus
 from adapters.config import Config
 from adapters.keyring import KeyRing, TokenVerifier
+from adapters.pacing import Pacer
 from adapters.scheduler import DeadlineScheduler, SchedulerClock
 from adapters.store.api_keys import ApiKeys
 from adapters.store.queries import Queries
@@ -78,6 +79,8 @@ class EngineService:
 
     def __post_init__(self) -> None:
         self._committed = asyncio.Event()
+        self._reader_waiting = asyncio.Event()
+        """Set by a reader waiting for its writes: the follower's pacing does not hold it up."""
         self._applied = 0
         self._caught_up = asyncio.Condition()
         self.bus.after_batch.append(self._committed.set)
@@ -107,6 +110,7 @@ class EngineService:
             target = max(target, log_end_position or 0)
         if self._applied >= target:
             return
+        self._reader_waiting.set()
         self._committed.set()
         async with self._caught_up:
             await self._caught_up.wait_for(lambda: self._applied >= target)
@@ -156,12 +160,15 @@ class EngineService:
     async def _follow(self) -> None:
         loop = asyncio.get_running_loop()
         poked = loop.time()
+        pacer = Pacer()
         while True:
             # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that arrives as
             # the event is set, and the service would never stop.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(POLL_SECONDS):
                     await self._committed.wait()
+            await pacer.wait(hurry=self._reader_waiting)
+            self._reader_waiting.clear()
             self._committed.clear()
             with self._notes_lock:
                 deadline_set, self._deadline_set = self._deadline_set, None
@@ -373,9 +380,12 @@ class Service:
 
 
 async def wake_relay(nc: Any, subject: str, committed: asyncio.Event) -> None:
-    """Tell the relay process about commits: one message per batch at most, none when idle."""
+    """Tell the relay process about commits: one message per batch at most and per pacing
+    interval at most (adapters/pacing.py), none when idle."""
+    pacer = Pacer()
     while True:
         await committed.wait()
+        await pacer.wait()
         committed.clear()
         await nc.publish(subject, b"")
 

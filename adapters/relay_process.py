@@ -123,9 +123,8 @@ async def _relay(
     nc = connecting.result()
     app = open_application(store_url)
     read_model = open_read_model(store_url)
-    js = nc.jetstream()
-    lease = Lease(js, channel)
-    relay = EventRelay(app, js, read_model, settings, observe_ack=_report_acks(nc, f"{channel}.acked"), lease=lease)
+    lease = Lease(nc.jetstream(), channel)
+    relay = EventRelay(app, nc, read_model, settings, observe_ack=_report_acks(nc, f"{channel}.acked"), lease=lease)
     try:
         await nc.subscribe(WAKE_SUBJECT, cb=_waker(relay.wake.set))
         running = asyncio.create_task(relay.run())
@@ -143,7 +142,6 @@ async def _relay(
     finally:
         with contextlib.suppress(OSError, nats.errors.Error):  # the connection died while closing
             await (nc.drain() if nc.is_connected else nc.close())
-        relay.close()
         read_model.db.close()
         app.close()
 

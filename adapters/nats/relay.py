@@ -6,6 +6,15 @@ they concern) with `Nats-Msg-Id` = `<aggregate id>:<version>` (for room events t
 database and moves it only after JetStream acknowledged everything before it; after a relay
 restart or a NATS outage it publishes again from there, and the stream's duplicate window
 drops what was already stored. So the stream holds every event once, in per-room order.
+
+One acknowledgement per batch. Waiting for JetStream's ack of every message cost the relay more
+than everything else it does (a reply subject, a future and a random token per message, then an
+ack message to parse). The relay publishes a batch's messages without reply subjects and only the
+last one with one: JetStream stores one connection's messages in order, so the last one's ack
+says the batch is stored when the stream sequence it gives is exactly the batch's size past the
+previous batch's. Whenever that cannot be shown (the first batch, a duplicate, another publisher's
+message in between, a message JetStream dropped), the relay publishes the batch again with an ack
+per message; the duplicate window drops what was already stored.
 """
 
 from __future__ import annotations
@@ -15,16 +24,17 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from eventsourcing.persistence import Notification
-from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+from nats.aio.client import Client
+from nats.js.api import PubAck, RetentionPolicy, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from adapters.nats.lease import Lease
+from adapters.pacing import Pacer
 from adapters.store.read_model import ReadModel
 from domain.codec import decode, topic_of
 from domain.engine import RoomsApplication
@@ -99,7 +109,7 @@ class EventRelay:
     def __init__(
         self,
         app: RoomsApplication,
-        js: JetStreamContext,
+        nc: Client,
         read_model: ReadModel,
         settings: StreamSettings,
         *,
@@ -109,7 +119,8 @@ class EventRelay:
         lease: Lease | None = None,
     ) -> None:
         self.app = app
-        self.js = js
+        self.nc = nc
+        self.js = nc.jetstream()
         self.read_model = read_model
         self.settings = settings
         self.batch_size = batch_size
@@ -118,18 +129,19 @@ class EventRelay:
         self.lease = lease
         """With several relays on one store, only the lease's holder publishes (None: always)."""
         self.wake = asyncio.Event()
+        self._pacer = Pacer()
         self.published = 0
         self._position: int | None = None
         """The stored position as this relay last read or moved it."""
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay")
-        """Its own thread for store reads, so replies waiting on the default pool never hold it up."""
+        self._stream_sequence: int | None = None
+        """The stream's sequence after this relay's last batch, when the acks showed it (else None)."""
+        self.acked_once = 0
+        """Batches stored with one ack."""
+        self.acked_each = 0
+        """Batches published (again) with an ack per message."""
 
     async def ensure_stream(self) -> None:
         await ensure_stream(self.js, self.settings)
-
-    def close(self) -> None:
-        """Wait for the relay's thread to finish its store read: only then may the store close."""
-        self._thread.shutdown(wait=True)
 
     def position(self) -> int:
         return self.read_model.position(TRACKING)
@@ -138,8 +150,9 @@ class EventRelay:
         return lag(self.app, self.read_model)
 
     async def run(self) -> None:
-        """Relay until cancelled; waits on `wake` (set after commits) or polls every second. With
-        a lease, only while holding it (asked again at every wake-up)."""
+        """Relay until cancelled; waits on `wake` (set after commits) or polls every second, and
+        publishes at most one batch per pacing interval (adapters/pacing.py). With a lease, only
+        while holding it (asked again at every wake-up)."""
         failures = 0
         leading = False
         while True:
@@ -148,8 +161,10 @@ class EventRelay:
                     if not leading:  # (again) the publishing relay: another may have moved the position
                         self._position = None
                     leading = True
-                    while await self.relay_once():
-                        pass
+                    while True:  # at most one batch per pacing interval: events coming meanwhile join the next
+                        await self._pacer.wait()
+                        if not await self.relay_once():
+                            break
                 else:
                     leading = False
                 failures = 0
@@ -169,32 +184,66 @@ class EventRelay:
         return self.lease is None or await self.lease.held()
 
     async def relay_once(self) -> bool:
-        """Publish the next batch after the stored position; False when there was nothing."""
-        loop = asyncio.get_running_loop()
-        start, rows = await loop.run_in_executor(self._thread, self._next_batch)
+        """Publish the next batch after the stored position; False when there was nothing.
+
+        The store is read and the position moved on the event loop: the relay's process does
+        nothing else meanwhile, and a thread hand-off each way cost more than the reads."""
+        start, rows = self._next_batch()
         if not rows:
             return False
         began = time.perf_counter()
-        futures = []
-        try:
-            for notification in rows:
-                subject, body, msg_id = message_of(notification)
-                futures.append(await self.js.publish_async(subject, body, headers={"Nats-Msg-Id": msg_id}))
-            async with asyncio.timeout(self.ack_timeout):
-                await asyncio.gather(*futures)
-        finally:
-            for future in futures:
-                future.cancel()
+        messages = [message_of(notification) for notification in rows]
+        if not await self._publish_acked_once(messages):
+            await self._publish_acked_each(messages)
         end = rows[-1].id
-        moved = await loop.run_in_executor(self._thread, self.read_model.advance, TRACKING, start, end)
+        moved = self.read_model.advance(TRACKING, start, end)
         self._position = end if moved else None  # not moved: another relay did; read it again
         self.published += len(rows)
         if self.observe_ack is not None:
             self.observe_ack(time.perf_counter() - began)
         return True
 
+    async def _publish_acked_once(self, messages: list[tuple[str, bytes, str]]) -> bool:
+        """Publish with one ack for the batch; True when it shows every message stored (module docstring)."""
+        previous = self._stream_sequence
+        if previous is None:
+            return False
+        self._stream_sequence = None
+        *first, (subject, body, msg_id) = messages
+        for message_subject, message_body, message_id in first:
+            await self.nc.publish(message_subject, message_body, headers={"Nats-Msg-Id": message_id})
+        ack = await self._acked([await self.js.publish_async(subject, body, headers={"Nats-Msg-Id": msg_id})])
+        if ack.duplicate or ack.seq != previous + len(messages):
+            logger.info(
+                "relay: stream sequence %d, not %d: publishing the batch again, acked",
+                ack.seq,
+                previous + len(messages),
+            )
+            return False
+        self._stream_sequence = ack.seq
+        self.acked_once += 1
+        return True
+
+    async def _publish_acked_each(self, messages: list[tuple[str, bytes, str]]) -> None:
+        futures = []
+        for subject, body, msg_id in messages:
+            futures.append(await self.js.publish_async(subject, body, headers={"Nats-Msg-Id": msg_id}))
+        ack = await self._acked(futures)
+        self._stream_sequence = None if ack.duplicate else ack.seq
+        self.acked_each += 1
+
+    async def _acked(self, futures: list[asyncio.Future[PubAck]]) -> PubAck:
+        """Wait for every ack (`ack_timeout` at most); the last one."""
+        try:
+            async with asyncio.timeout(self.ack_timeout):
+                acks = await asyncio.gather(*futures)
+        finally:
+            for future in futures:
+                future.cancel()
+        return acks[-1]
+
     def _next_batch(self) -> tuple[int, Sequence[Notification]]:
-        """On the relay's thread: the position (read once, then kept) and the events after it."""
+        """The position (read once, then kept) and the events after it."""
         if self._position is None:
             self._position = self.position()
         start = self._position
