@@ -440,6 +440,29 @@ def test_an_unconnected_wire_forwards_nothing_and_a_new_source_follows_the_wall_
         sender.close()
 
 
+def test_the_wire_answers_wrong_arguments_with_python_errors():
+    wire = connected_wire(extension_ids=(1, 3, 2))
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    wire.aim(sender, "127.0.0.1", 9)  # the discard port: nothing listens
+    for args in (
+        (96,),  # too few
+        ("96", 0, 1, 1, b"x", 0, None, 0.0, 90000),  # not an int
+        (96, 0, 1, 1, "text", 0, None, 0.0, 90000),  # payload not bytes
+        (96, 0, 1, 1, b"x", 0, (True,), 0.0, 90000),  # audio level not (vad, level)
+        (96, 0, 1, 1, b"x", 0, None, "now", 90000),  # clock not a number
+    ):
+        with pytest.raises(TypeError):
+            wire.forward(*args)
+    with pytest.raises(TypeError):
+        wire.write(96, 0, 1, 1, b"x", 0, ("loud", "x"))
+    with pytest.raises(ValueError):
+        Wire(8, 0, 0).connect(1, b"", 0, 0, _outbound_session(), 1, 1, 1200, ())  # counters missing
+    with pytest.raises(RuntimeError):
+        Wire(8, 0, 0).write(96, 0, 1, 1, b"x", 0, None)  # not connected
+    assert wire.forward(96, 0, 1, 1, b"x", 0, (True, 5), 0.0, 90000)  # and it still works
+    sender.close()
+
+
 def test_the_wire_aims_at_ipv6_addresses_and_refuses_what_is_not_an_address():
     wire = connected_wire(None, (0, 0, 0))
     receiver = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
