@@ -92,6 +92,7 @@ class MediaSignaling:
         if decoded.get("type") == "ready" and name == "active_speaker":
             logger.debug("participant %s: active_speaker channel ready", self.participant_sid)
             self.speaker_ready = True
+            self.speaker_told = False  # a (new) transport on the client: it needs the current speaker
         elif decoded.get("type") == "network_quality" and name == "network_quality":
             self._on_quality(self.participant_sid, level(decoded), decoded)
         elif decoded.get("type") == "render_hints" and name == "render_hints":
@@ -102,10 +103,13 @@ class MediaSignaling:
                 reply = {"type": "render_hints", "subscriber": {"id": subscriber.get("id"), "hints": results}}
                 self.send("render_hints", reply)
 
-    def send(self, name: str, payload: dict[str, Any]) -> None:
+    def send(self, name: str, payload: dict[str, Any]) -> bool:
+        """Send on channel `name`; False when it is not open (nothing sent)."""
         channel = self._channels.get(name)
-        if channel is not None and channel.readyState == "open":
-            channel.send(json.dumps(payload))
+        if channel is None or channel.readyState != "open":
+            return False
+        channel.send(json.dumps(payload))
+        return True
 
     def close(self) -> None:
         for channel in self._channels.values():

@@ -7,7 +7,8 @@
 
 While someone asked for the dominant speaker, a ticker samples every audio track's latest RFC 6464
 level from the router every `tick_s` (dominant_speaker.py decides) and tells every participant
-that asked when the speaker changes, and a participant whose channel becomes ready at once.
+that asked when the speaker changes, a participant whose channel becomes ready (again) at once,
+and everyone every `RETELL_S` (a message that did not go out is not lost for good).
 Network quality is answered per report: the reporter's level, and the other participants' last
 levels when it asked for them (`remoteReportLevel` > 0). Render hints switch a subscriber's
 tracks off and on (`Router.switch`), answered per hint and announced on `track_switch_off`.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -35,6 +37,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 TICK_S = 0.1
+RETELL_S = 2.0
+"""The current speaker is told again this often, besides on every change: the SDK ignores a
+repeat, and a client that missed a message (a channel not open yet, a transport it set up
+again) is caught up."""
 
 
 class RoomSignals:
@@ -50,6 +56,7 @@ class RoomSignals:
         self._levels: dict[ParticipantSid, int] = {}
         self._sampled: dict[str, float] = {}
         self._ticker: asyncio.Task[None] | None = None
+        self._retold_at = -math.inf
 
     def add(self, sid: ParticipantSid, requested: list[str]) -> dict[str, MediaSignalingGrant]:
         signals = self._signals[sid] = MediaSignaling(sid, requested, self._on_quality, self._on_hints)
@@ -86,8 +93,11 @@ class RoomSignals:
                 changed = self.speaker.tick(self._clock())
                 if changed is not None:
                     logger.info("room %s: dominant speaker %s", self._room.room_sid, changed)
+                retell = self._clock() >= self._retold_at + RETELL_S
+                if retell:
+                    self._retold_at = self._clock()
                 for signals in self._signals.values():
-                    if signals.speaker_ready and (changed is not None or not signals.speaker_told):
+                    if signals.speaker_ready and (changed is not None or retell or not signals.speaker_told):
                         self._tell_speaker(signals)
             except Exception:  # the top of a task loop: keep detecting
                 logger.exception("room %s: dominant speaker tick failed", self._room.room_sid)
@@ -107,8 +117,8 @@ class RoomSignals:
 
     def _tell_speaker(self, signals: MediaSignaling) -> None:
         if self.speaker.current is not None:
-            signals.send("active_speaker", {"type": "active_speaker", "participant": self.speaker.current})
-            signals.speaker_told = True
+            message = {"type": "active_speaker", "participant": self.speaker.current}
+            signals.speaker_told = signals.send("active_speaker", message)
 
     # --- network quality -----------------------------------------------------------------------------
 
