@@ -11,7 +11,8 @@
  *   Wire(history_size, first_sequence_number, first_timestamp)
  *   .connect(ssrc, mid_element, abs_send_time_id, audio_level_id, session, context, protect, max_length,
  *            counters)    once the sender is started and DTLS connected (media.sfu.wire.connect)
- *   .aim(socket, host, port)    where packets go: the nominated ICE pair (socket.fileno() at each send)
+ *   .aim(socket, host, port)    where packets go: the nominated ICE pair (socket.fileno() at each send;
+ *                               None: nowhere)
  *   .forward(payload_type, marker, sequence_number, timestamp, payload, ntp, audio_level, now, clock_rate)
  *
  * Rewriting (the `rewrite` method alone, for tests). The subscriber sees one stream whatever the
@@ -229,6 +230,11 @@ static PyObject *Wire_aim(Wire *self, PyObject *args) {
     int port;
     if (!PyArg_ParseTuple(args, "Osi", &socket, &host, &port))
         return NULL;
+    if (socket == Py_None) { /* no socket to send from: forward nothing until aimed again */
+        Py_CLEAR(self->socket);
+        self->address_length = 0;
+        Py_RETURN_NONE;
+    }
     if (port <= 0 || port > 65535) {
         PyErr_SetString(PyExc_ValueError, "port out of range");
         return NULL;
@@ -519,7 +525,7 @@ static PyObject *Wire_get_mapped(Wire *self, void *Py_UNUSED(closure)) { return 
 static PyMethodDef Wire_methods[] = {
     {"connect", (PyCFunction)Wire_connect, METH_VARARGS,
      "connect(ssrc, mid_element, abs_send_time_id, audio_level_id, session, context, protect, max_length, counters)"},
-    {"aim", (PyCFunction)Wire_aim, METH_VARARGS, "aim(socket, host, port): where packets go"},
+    {"aim", (PyCFunction)Wire_aim, METH_VARARGS, "aim(socket, host, port): where packets go (socket None: nowhere)"},
     {"forward", (PyCFunction)(void (*)(void))Wire_forward, METH_FASTCALL,
      "forward(payload_type, marker, sequence_number, timestamp, payload, ntp, audio_level, now, clock_rate) -> bool"},
     {"rewrite", (PyCFunction)Wire_rewrite, METH_VARARGS,

@@ -372,7 +372,10 @@ class SenderInjector:
             return False
         if pair is not link.pair:
             link.pair = pair
-            self.wire.aim(pair.protocol.transport.get_extra_info("socket"), *pair.remote_addr[:2])
+            sock = pair.protocol.transport.get_extra_info("socket")
+            if sock is None:  # a relayed local candidate (TURN): the SFU gathers host candidates only
+                logger.error("sender %s: the nominated ICE pair has no socket; not forwarding", self._sender._ssrc)
+            self.wire.aim(sock, *pair.remote_addr[:2])
         return self.wire.forward(
             payload_type, marker, sequence_number, timestamp, payload, ntp, audio_level, now, clock_rate
         )

@@ -476,6 +476,8 @@ def test_the_wire_aims_at_ipv6_addresses_and_refuses_what_is_not_an_address():
         for host, port in (("not-an-address", 5000), ("::zz", 5000), ("127.0.0.1", 0)):
             with pytest.raises(ValueError):
                 wire.aim(sender, host, port)
+        wire.aim(None, "::1", 0)  # no socket (a relayed local candidate): nowhere
+        assert not wire.forward(96, 0, 2, 2, b"payload", 0, None, 0.0, 90000)
     finally:
         receiver.close()
         sender.close()
