@@ -90,12 +90,13 @@ class RoomSignals:
             await asyncio.sleep(self._tick_s)  # the sampling period itself
             try:
                 self._sample()
-                changed = self.speaker.tick(self._clock())
+                now = self._clock()
+                changed = self.speaker.tick(now)
                 if changed is not None:
                     logger.info("room %s: dominant speaker %s", self._room.room_sid, changed)
-                retell = self._clock() >= self._retold_at + RETELL_S
+                retell = now >= self._retold_at + RETELL_S
                 if retell:
-                    self._retold_at = self._clock()
+                    self._retold_at = now
                 for signals in self._signals.values():
                     if signals.speaker_ready and (changed is not None or retell or not signals.speaker_told):
                         self._tell_speaker(signals)

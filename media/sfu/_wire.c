@@ -543,7 +543,6 @@ static PyGetSetDef Wire_getset[] = {
 };
 
 static PyMemberDef Wire_members[] = {
-    {"ssrc", T_UINT, offsetof(Wire, ssrc), READONLY, "the stream's SSRC (after connect)"},
     {"packets_sent", T_ULONGLONG, offsetof(Wire, packets_sent), READONLY, "packets forwarded"},
     {"last_length", T_PYSSIZET, offsetof(Wire, last_length), READONLY, "size of the last protected packet"},
     {"dropped", T_ULONGLONG, offsetof(Wire, dropped), READONLY, "packets the kernel refused"},

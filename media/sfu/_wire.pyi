@@ -3,7 +3,6 @@
 from typing import Any
 
 class Wire:
-    ssrc: int
     packets_sent: int
     last_length: int
     dropped: int

@@ -309,8 +309,12 @@ class SenderInjector:
     @property
     def ready(self) -> bool:
         """True when packets can be sent: negotiated, started and the DTLS transport connected."""
+        return self._ready_link() is not None
+
+    def _ready_link(self) -> _Link | None:
+        """The link, once negotiated and started, while the DTLS transport is connected."""
         link = self._link or self._connect()
-        return link is not None and link.dtls._state is DtlsState.CONNECTED
+        return link if link is not None and link.dtls._state is DtlsState.CONNECTED else None
 
     def _connect(self) -> _Link | None:
         sender = self._sender
@@ -362,10 +366,11 @@ class SenderInjector:
     ) -> bool:
         """Forward one source packet (its own numbers; the wire rewrites them) at `ntp` (`ntp_now()`,
         the abs-send-time and SR clock) and `now` (the router's clock, for the gap a new source's
-        timestamps follow, in `clock_rate` ticks). False when it did not go out (not `ready`,
-        dropped by the rewriter, or refused by SRTP or the socket)."""
-        link = self._link or self._connect()
-        if link is None or link.dtls._state is not DtlsState.CONNECTED:
+        timestamps follow, in `clock_rate` ticks). False when it did not go out (not `ready`, no
+        nominated pair or socket, dropped by the rewriter, or refused by SRTP); a datagram the
+        kernel refuses counts as sent and lost (`wire.dropped`)."""
+        link = self._ready_link()
+        if link is None:
             return False
         pair = link.connection._nominated.get(1)
         if pair is None:
