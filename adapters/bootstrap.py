@@ -28,6 +28,7 @@ from adapters.store.queries import Queries
 from adapters.store.read_model import Follower, ReadModel
 from adapters.store.recent_rows import RecentRows
 from adapters.store.sql import Database
+from adapters.store.sqlite import CommandLogSQLiteRecorder
 from adapters.store.url import parse_store_url
 from adapters.webhooks import Webhooks, WebhookSettings, build_webhooks
 from adapters.webhooks.delivery import Delivery
@@ -44,6 +45,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 """How often the follower looks for events committed by other engine processes."""
+FOLLOW_STEP = 200
+"""Events the read-model follower applies per pass, on the event loop (a few ms at most). Not on a
+worker thread: a thread running Python beside the event loop made every socket send and SQLite
+call of the loop wait to get the interpreter lock back (a 1-event commit took 4x its CPU time at
+1,000 commands/s; docs/benchmarks.md, NATS plane, 2026-11-24 11:20)."""
+CHECKPOINT_SECONDS = 0.5
+"""How often the engine checkpoints the SQLite log's WAL while it commits (a few MB at most)."""
 
 
 _SID_BITS = random.Random(os.urandom(32))
@@ -122,6 +130,7 @@ class EngineService:
             bus = group.create_task(self.bus.run())
             loops = [
                 group.create_task(self._follow()),
+                group.create_task(self._checkpoint()),
                 group.create_task(self.scheduler.run()),
                 group.create_task(self.webhooks.run()),
             ]
@@ -172,7 +181,9 @@ class EngineService:
             self._committed.clear()
             with self._notes_lock:
                 deadline_set, self._deadline_set = self._deadline_set, None
-            reached = await asyncio.to_thread(self.follower.catch_up)
+            reached, more = self.follower.step(FOLLOW_STEP)  # on the loop: see FOLLOW_STEP
+            if more:
+                self._committed.set()
             async with self._caught_up:
                 self._applied = max(self._applied, reached)
                 self._caught_up.notify_all()
@@ -181,6 +192,19 @@ class EngineService:
                 self.scheduler.poke()
             else:  # this engine's commits: only a deadline brought forward wakes it
                 self.scheduler.notice(deadline_set)
+
+    async def _checkpoint(self) -> None:
+        """Checkpoint a SQLite log's WAL in the background while this engine commits, so that no
+        commit waits for one (adapters/store/sqlite.py AUTOCHECKPOINT_PAGES)."""
+        recorder = self.app.recorder
+        if not isinstance(recorder, CommandLogSQLiteRecorder):
+            return
+        checkpointed = self.engine.last_written_position
+        while True:
+            await asyncio.sleep(CHECKPOINT_SECONDS)
+            if self.engine.last_written_position != checkpointed:
+                checkpointed = self.engine.last_written_position
+                await asyncio.to_thread(recorder.checkpoint)
 
     def close(self) -> None:
         self.webhooks.close()

@@ -201,24 +201,31 @@ class Follower:
 
     def catch_up(self) -> int:
         """Apply everything committed so far; returns the position reached."""
+        while True:
+            position, more = self.step()
+            if not more:
+                return position
+
+    def step(self, limit: int | None = None) -> tuple[int, bool]:
+        """Apply the next batch of at most `limit` events (default `batch_size`); the position
+        reached, and whether the log may have more after it."""
+        limit = limit or self.batch_size
         with self.read_model.lock:
-            while True:
-                start = self.read_model.position()
-                notifications = self.app.recorder.select_notifications(
-                    start=start, limit=self.batch_size, inclusive_of_start=False
-                )
-                if not notifications:
-                    return start
-                events: list[Event] = [decode(n.topic, n.state) for n in notifications]
-                ops: list[Op] = []
-                for event in events:
-                    ops.extend(project(event, self.account_sid))
-                end = notifications[-1].id
-                if self.read_model.apply(start, end, ops):
-                    for listener in self.listeners:
-                        listener(events)
-                else:
-                    logger.info("read model moved on from %d by another follower; re-reading", start)
+            start = self.read_model.position()
+            notifications = self.app.recorder.select_notifications(start=start, limit=limit, inclusive_of_start=False)
+            if not notifications:
+                return start, False
+            events: list[Event] = [decode(n.topic, n.state) for n in notifications]
+            ops: list[Op] = []
+            for event in events:
+                ops.extend(project(event, self.account_sid))
+            end = notifications[-1].id
+            if not self.read_model.apply(start, end, ops):
+                logger.info("read model moved on from %d by another follower; re-reading", start)
+                return start, True
+            for listener in self.listeners:
+                listener(events)
+            return end, len(notifications) == limit
 
     def is_behind(self) -> bool:
         return (self.app.recorder.max_notification_id() or 0) > self.read_model.position()

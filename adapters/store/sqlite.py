@@ -9,17 +9,21 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import (
     SQLiteAggregateRecorder,
     SQLiteApplicationRecorder,
+    SQLiteConnection,
+    SQLiteConnectionPool,
     SQLiteCursor,
     SQLiteDatastore,
     SQLiteFactory,
 )
 from eventsourcing.utils import Environment, EnvType
+
+from adapters.store.url import SQLITE_SYNC_MODES
 
 _CHUNK = 500
 SQLITE_PARTITION = (
@@ -141,6 +145,13 @@ class CommandLogSQLiteRecorder(_ImmediateSchemaCreation, SQLiteApplicationRecord
         )
         return {row[0]: int(row[1]) for row in self._select_in(sql, originator_ids)}
 
+    def checkpoint(self) -> None:
+        """Copy the WAL's committed pages into the database file, without waiting for readers or
+        holding up writers (a PASSIVE checkpoint); the next writer then reuses the WAL from its
+        start. Run off the event loop: it syncs both files."""
+        with self.datastore.get_connection(commit=False) as conn:
+            conn.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)")
+
     def select_raw(self, start: int, limit: int, part: tuple[int, int] = (0, 1)) -> list[tuple[int, str, bytes]]:
         """(notification id, topic, state) after `start`: the audit's fast path.
 
@@ -161,6 +172,28 @@ class CommandLogSQLiteRecorder(_ImmediateSchemaCreation, SQLiteApplicationRecord
             return rows
 
 
+AUTOCHECKPOINT_PAGES = 10_000
+"""A commit that finds the WAL this long (40 MB) checkpoints it itself, in the committer's time.
+SQLite's default is 1,000 pages, which at a few thousand commands a second made every tenth
+batch wait for a checkpoint's copy and syncs (docs/benchmarks.md, NATS plane, 2026-11-24 11:10).
+The engine service checkpoints in the background instead (`checkpoint`); this is the safety net
+for a process that does not."""
+
+
+class _SyncedPool(SQLiteConnectionPool):
+    """eventsourcing's pool; each connection at the chosen `PRAGMA synchronous` (a per-connection
+    setting; SQLite's default is FULL) and with the longer automatic checkpoint."""
+
+    synchronous = "normal"
+
+    def _create_connection(self) -> SQLiteConnection:
+        connection = super()._create_connection()
+        cursor = connection.cursor()  # outside a transaction: SQLite ignores these inside one
+        cursor.execute(f"PRAGMA synchronous={self.synchronous}")
+        cursor.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+        return connection
+
+
 class Factory(SQLiteFactory):
     aggregate_recorder_class = SnapshotSQLiteRecorder
     application_recorder_class = CommandLogSQLiteRecorder
@@ -168,5 +201,10 @@ class Factory(SQLiteFactory):
     def __init__(self, env: Environment | EnvType | None) -> None:
         super().__init__(env)
         pool = self.datastore.pool
+        synchronous = self.env.get("SQLITE_SYNCHRONOUS", "full")  # eventsourcing's own tests pass none
+        if synchronous not in SQLITE_SYNC_MODES:
+            raise OSError(f"SQLITE_SYNCHRONOUS must be one of {', '.join(SQLITE_SYNC_MODES)}, not {synchronous!r}")
+        pool.__class__ = _SyncedPool  # no connection made yet; it only adds the pragma to each
+        cast(_SyncedPool, pool).synchronous = synchronous
         if not pool.is_sqlite_memory_mode:
             _use_wal(pool.db_name, float(pool.lock_timeout or 5))

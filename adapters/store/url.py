@@ -2,6 +2,7 @@
 
 sqlite:///relative.db            a file relative to the working directory
 sqlite:////absolute/path.db      an absolute path
+sqlite:///x.db?synchronous=full  the event log's sync mode: normal (the default), full or extra
 postgresql://user:pw@host:5432/db, postgresql://user@/db?host=/run/socket/dir
 memory://                        in-process (tests)
 """
@@ -11,6 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
+
+SQLITE_SYNC_MODES = ("normal", "full", "extra")
+"""The event log's `PRAGMA synchronous` choices (WAL mode). `normal`: a commit is written to the
+WAL, which survives any crash of the process and is synced at checkpoints; a power loss or an OS
+crash may lose the last commits, never the file's consistency (SQLite's documented WAL guarantee).
+`full`: every commit also waits for an fsync of the WAL (durable against power loss). `off` is not
+offered: it risks corruption."""
 
 
 class StoreUrlError(ValueError):
@@ -47,10 +55,18 @@ def parse_store_url(url: str) -> StoreConfig:
         if parts.netloc or not raw.startswith("/") or len(raw) < 2:
             raise StoreUrlError(url, "expected sqlite:///relative.db or sqlite:////absolute/path.db")
         path = Path(raw[1:]).resolve()
+        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        unknown = sorted(set(query) - {"synchronous"})
+        if unknown:
+            raise StoreUrlError(url, f"unknown option {unknown[0]!r}; known: synchronous")
+        synchronous = query.get("synchronous", "normal").lower()
+        if synchronous not in SQLITE_SYNC_MODES:
+            raise StoreUrlError(url, f"synchronous must be one of {', '.join(SQLITE_SYNC_MODES)}")
         env = {
             "PERSISTENCE_MODULE": "adapters.store.sqlite:Factory",
             "SQLITE_DBNAME": str(path),
             "SQLITE_LOCK_TIMEOUT": "30",
+            "SQLITE_SYNCHRONOUS": synchronous,
         }
         return StoreConfig(url, "sqlite", env, sqlite_path=path)
     if parts.scheme in ("postgresql", "postgres"):

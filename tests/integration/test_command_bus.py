@@ -1,7 +1,7 @@
 """The command bus on a real store: group commit, first results for repeats, races, store failures.
 
 Callers await `bus.execute` on one event loop, as the NATS command service and the REST API do;
-the bus decides on its engine thread and writes on its writer thread. Each test checks what the
+the bus decides and writes on the event loop. Each test checks what the
 callers got and what the log holds.
 """
 

@@ -10,12 +10,15 @@ PostgreSQL server.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from eventsourcing.persistence import StoredEvent
 
+from adapters.store.sqlite import CommandLogSQLiteRecorder
 from domain import commands as cmd
 from domain import events as ev
 from domain.engine import Engine
@@ -239,3 +242,51 @@ class TestPostgresStore(StoreContract):
     @pytest.fixture
     def store_url(self, postgres_store_url: str) -> str:
         return postgres_store_url
+
+
+# --- SQLite's sync mode and checkpoints -------------------------------------------------------
+
+
+def _pragma(engine: Engine, name: str) -> object:
+    with engine.app.recorder.datastore.get_connection(commit=False) as conn:  # type: ignore[attr-defined]
+        cursor = conn.cursor()
+        cursor.execute(f"PRAGMA {name}")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.parametrize(("query", "mode"), [("", 1), ("?synchronous=full", 2), ("?synchronous=EXTRA", 3)])
+def test_the_sqlite_log_commits_in_the_sync_mode_its_url_names_normal_by_default(
+    sqlite_store_url: str, open_engine: OpenEngine, query: str, mode: int
+) -> None:
+    engine = open_engine(sqlite_store_url + query)
+    assert create(engine, "create", "standup").ok
+    assert _pragma(engine, "synchronous") == mode  # SQLite's numbers: 1 NORMAL, 2 FULL, 3 EXTRA
+    assert _pragma(engine, "journal_mode") == "wal"
+
+
+@pytest.mark.parametrize("query", ["?synchronous=off", "?synchronous=", "?journal=delete"])
+def test_a_sqlite_url_with_an_unsafe_or_unknown_option_is_refused_naming_it(
+    sqlite_store_url: str, open_engine: OpenEngine, query: str
+) -> None:
+    with pytest.raises(ValueError, match="synchronous"):
+        open_engine(sqlite_store_url + query)
+
+
+def test_a_checkpoint_moves_every_committed_page_into_the_database_file(
+    sqlite_store_url: str, open_engine: OpenEngine
+) -> None:
+    engine = open_engine(sqlite_store_url)
+    for n in range(50):
+        assert create(engine, f"create-{n}", f"room-{n}").ok
+    recorder = engine.app.recorder
+    assert isinstance(recorder, CommandLogSQLiteRecorder)
+    wal = Path(sqlite_store_url.removeprefix("sqlite:///") + "-wal")
+    assert wal.stat().st_size > 0
+    recorder.checkpoint()
+
+    # Nothing is left in the WAL that the database file lacks: a reader that ignores the WAL (a
+    # copy of the main file alone) has every room.
+    copy = wal.with_name("copy.db")
+    copy.write_bytes(wal.with_name(wal.name.removesuffix("-wal")).read_bytes())
+    with sqlite3.connect(copy) as conn:
+        assert conn.execute("SELECT count(*) FROM command_results").fetchone()[0] == 50
