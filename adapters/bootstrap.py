@@ -194,17 +194,19 @@ class EngineService:
                 self.scheduler.notice(deadline_set)
 
     async def _checkpoint(self) -> None:
-        """Checkpoint a SQLite log's WAL in the background while this engine commits, so that no
-        commit waits for one (adapters/store/sqlite.py AUTOCHECKPOINT_PAGES)."""
+        """Checkpoint the SQLite files' WALs (the log's, the read model's) in the background
+        while this engine commits, so that no commit waits for one (adapters/store/url.py
+        AUTOCHECKPOINT_PAGES)."""
         recorder = self.app.recorder
-        if not isinstance(recorder, CommandLogSQLiteRecorder):
-            return
+        log = recorder.checkpoint if isinstance(recorder, CommandLogSQLiteRecorder) else None
         checkpointed = self.engine.last_written_position
         while True:
             await asyncio.sleep(CHECKPOINT_SECONDS)
             if self.engine.last_written_position != checkpointed:
                 checkpointed = self.engine.last_written_position
-                await asyncio.to_thread(recorder.checkpoint)
+                if log is not None:
+                    await asyncio.to_thread(log)
+                await asyncio.to_thread(self.read_model.db.checkpoint)
 
     def close(self) -> None:
         self.webhooks.close()

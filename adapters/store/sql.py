@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from adapters.store.url import StoreConfig, parse_store_url
+from adapters.store.url import AUTOCHECKPOINT_PAGES, StoreConfig, parse_store_url
 
 
 class Cursor(Protocol):
@@ -56,6 +56,7 @@ class Database:
             conn = sqlite3.connect(target, uri=uri, isolation_level=None, check_same_thread=False, timeout=30)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
             return conn
         import psycopg
 
@@ -115,6 +116,14 @@ class Database:
             rows = cur.fetchall()
             cur.close()
             return [tuple(r) for r in rows]
+
+    def checkpoint(self) -> None:
+        """A SQLite file's PASSIVE WAL checkpoint (adapters/store/url.py AUTOCHECKPOINT_PAGES);
+        nothing for PostgreSQL or memory. Run off the event loop: it syncs both files."""
+        if self.kind != "sqlite" or self.config.sqlite_path is None:
+            return
+        with self._in_use():
+            self.connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def close(self, timeout: float = 30.0) -> None:
         """Close every connection once no query or transaction is running; later uses raise."""

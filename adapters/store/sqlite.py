@@ -7,11 +7,19 @@ written by `_insert_events` inside the same transaction as its events.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, cast
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import (
+    DatabaseError,
+    IntegrityError,
+    OperationalError,
+    PersistenceError,
+    StoredEvent,
+)
 from eventsourcing.sqlite import (
     SQLiteAggregateRecorder,
     SQLiteApplicationRecorder,
@@ -23,7 +31,7 @@ from eventsourcing.sqlite import (
 )
 from eventsourcing.utils import Environment, EnvType
 
-from adapters.store.url import SQLITE_SYNC_MODES
+from adapters.store.url import AUTOCHECKPOINT_PAGES, SQLITE_SYNC_MODES
 
 _CHUNK = 500
 SQLITE_PARTITION = (
@@ -86,6 +94,18 @@ class _ImmediateSchemaCreation:
             conn.commit()
 
 
+def _persistence_error(exc: sqlite3.Error) -> PersistenceError:
+    """eventsourcing's exception for a sqlite3 one (as its own transactions raise them)."""
+    for sqlite_error, ours in (
+        (sqlite3.IntegrityError, IntegrityError),
+        (sqlite3.OperationalError, OperationalError),
+        (sqlite3.DatabaseError, DatabaseError),
+    ):
+        if isinstance(exc, sqlite_error):
+            return ours(exc)
+    return PersistenceError(exc)
+
+
 class SnapshotSQLiteRecorder(_ImmediateSchemaCreation, SQLiteAggregateRecorder):
     """The snapshots table's recorder (eventsourcing's), with waiting schema creation."""
 
@@ -98,11 +118,40 @@ class CommandLogSQLiteRecorder(_ImmediateSchemaCreation, SQLiteApplicationRecord
             "(command_id TEXT PRIMARY KEY, result BLOB NOT NULL) WITHOUT ROWID",
         ]
 
-    def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[Any], **kwargs: Any) -> Sequence[int] | None:
-        """One executemany for the batch. Rowids inside one write transaction are consecutive
-        (max(rowid)+1 each, nothing deleted), so the notification ids are the last n."""
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        """The batch's events and command results in one transaction, on the pool's writer
+        connection (on a pooled one for an in-memory database); SQLite's errors as
+        eventsourcing's (an `IntegrityError` is a lost race or a repeated command id)."""
+        pool = self.datastore.pool
+        if not isinstance(pool, _SyncedPool) or pool.is_sqlite_memory_mode:
+            return super().insert_events(stored_events, **kwargs)
+        with pool.writing() as conn:
+            cursor = conn.cursor()
+            try:
+                cursor.execute("BEGIN")
+                ids = self._insert_events(cursor, stored_events, **kwargs)
+                cursor.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.rollback()
+                raise _persistence_error(exc) from exc
+            finally:
+                cursor.close()
+        return ids
+
+    def _insert_events(
+        self, c: sqlite3.Cursor | SQLiteCursor, stored_events: Sequence[Any], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """One statement for the batch's events, one for its results (`c`: a sqlite3 cursor or
+        eventsourcing's). Rowids inside one write transaction are consecutive (max(rowid)+1
+        each, nothing deleted), so the notification ids are the last n."""
         ids: list[int] = []
-        if stored_events:
+        if len(stored_events) == 1:
+            s = stored_events[0]
+            c.execute(self.insert_events_statement, (s.originator_id, s.originator_version, s.topic, s.state))
+            assert c.lastrowid is not None  # set by a successful INSERT
+            ids = [c.lastrowid]
+        elif stored_events:
             c.executemany(
                 self.insert_events_statement,
                 [(s.originator_id, s.originator_version, s.topic, s.state) for s in stored_events],
@@ -172,19 +221,18 @@ class CommandLogSQLiteRecorder(_ImmediateSchemaCreation, SQLiteApplicationRecord
             return rows
 
 
-AUTOCHECKPOINT_PAGES = 10_000
-"""A commit that finds the WAL this long (40 MB) checkpoints it itself, in the committer's time.
-SQLite's default is 1,000 pages, which at a few thousand commands a second made every tenth
-batch wait for a checkpoint's copy and syncs (docs/benchmarks.md, NATS plane, 2026-11-24 11:10).
-The engine service checkpoints in the background instead (`checkpoint`); this is the safety net
-for a process that does not."""
-
-
 class _SyncedPool(SQLiteConnectionPool):
     """eventsourcing's pool; each connection at the chosen `PRAGMA synchronous` (a per-connection
-    setting; SQLite's default is FULL) and with the longer automatic checkpoint."""
+    setting; SQLite's default is FULL) and with the longer automatic checkpoint. It also keeps the
+    log's writer connection (`writing`), and closes it with the others."""
 
     synchronous = "normal"
+    _writer: sqlite3.Connection | None = None
+    _writer_lock = threading.Lock()  # replaced per pool by `adopt`
+
+    def adopt(self, synchronous: str) -> None:
+        self.synchronous = synchronous
+        self._writer_lock = threading.Lock()
 
     def _create_connection(self) -> SQLiteConnection:
         connection = super()._create_connection()
@@ -192,6 +240,27 @@ class _SyncedPool(SQLiteConnectionPool):
         cursor.execute(f"PRAGMA synchronous={self.synchronous}")
         cursor.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
         return connection
+
+    @contextmanager
+    def writing(self) -> Iterator[sqlite3.Connection]:
+        """The one connection the log's writes use, held by one writer at a time. Not taken
+        from the pool: the pool's get and put cost a quarter of a one-event write."""
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = conn = sqlite3.connect(
+                    self.db_name, uri=True, check_same_thread=False, isolation_level=None,
+                    timeout=self.lock_timeout or 5,
+                )  # fmt: skip
+                conn.execute(f"PRAGMA synchronous={self.synchronous}")
+                conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+            yield self._writer
+
+    def close(self) -> None:
+        super().close()
+        with self._writer_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
 
 
 class Factory(SQLiteFactory):
@@ -204,7 +273,7 @@ class Factory(SQLiteFactory):
         synchronous = self.env.get("SQLITE_SYNCHRONOUS", "full")  # eventsourcing's own tests pass none
         if synchronous not in SQLITE_SYNC_MODES:
             raise OSError(f"SQLITE_SYNCHRONOUS must be one of {', '.join(SQLITE_SYNC_MODES)}, not {synchronous!r}")
-        pool.__class__ = _SyncedPool  # no connection made yet; it only adds the pragma to each
-        cast(_SyncedPool, pool).synchronous = synchronous
+        pool.__class__ = _SyncedPool  # no connection made yet; it adds the pragmas and the writer
+        cast(_SyncedPool, pool).adopt(synchronous)
         if not pool.is_sqlite_memory_mode:
             _use_wal(pool.db_name, float(pool.lock_timeout or 5))
