@@ -84,6 +84,10 @@ class EngineService:
     webhooks: Webhooks
     webhook_observers: list[Callable[[Delivery], None]]
     """Called with every status callback attempt (metrics)."""
+    follows_read_model: bool = True
+    """Whether this process applies its commits to the read model. `openrooms serve` turns it off:
+    its relay process follows the log into the read model (adapters/relay_process.py); this
+    process then applies events only while a reader waits for its writes."""
 
     def __post_init__(self) -> None:
         self._committed = asyncio.Event()
@@ -91,6 +95,8 @@ class EngineService:
         """Set by a reader waiting for its writes: the follower's pacing does not hold it up."""
         self._applied = 0
         self._caught_up = asyncio.Condition()
+        self._readers = 0
+        """Readers waiting in `read_your_writes`."""
         self.bus.after_batch.append(self._committed.set)
         self.recent = RecentRows()
         account = self.config.credentials.account_sid
@@ -120,8 +126,12 @@ class EngineService:
             return
         self._reader_waiting.set()
         self._committed.set()
-        async with self._caught_up:
-            await self._caught_up.wait_for(lambda: self._applied >= target)
+        self._readers += 1
+        try:
+            async with self._caught_up:
+                await self._caught_up.wait_for(lambda: self._applied >= target)
+        finally:
+            self._readers -= 1
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Run until `stopping` is set; then finish commands in flight and catch up."""
@@ -181,9 +191,12 @@ class EngineService:
             self._committed.clear()
             with self._notes_lock:
                 deadline_set, self._deadline_set = self._deadline_set, None
-            reached, more = self.follower.step(FOLLOW_STEP)  # on the loop: see FOLLOW_STEP
-            if more:
-                self._committed.set()
+            if self.follows_read_model or self._readers:
+                reached, more = self.follower.step(FOLLOW_STEP)  # on the loop: see FOLLOW_STEP
+                if more:
+                    self._committed.set()
+            else:  # the relay process applies them: where it got to
+                reached = self.read_model.position()
             async with self._caught_up:
                 self._applied = max(self._applied, reached)
                 self._caught_up.notify_all()
@@ -195,8 +208,7 @@ class EngineService:
 
     async def _checkpoint(self) -> None:
         """Checkpoint the SQLite files' WALs (the log's, the read model's) in the background
-        while this engine commits, so that no commit waits for one (adapters/store/url.py
-        AUTOCHECKPOINT_PAGES)."""
+        while this engine commits, so that no commit waits for one (adapters/store/wal.py)."""
         recorder = self.app.recorder
         log = recorder.checkpoint if isinstance(recorder, CommandLogSQLiteRecorder) else None
         checkpointed = self.engine.last_written_position
@@ -354,7 +366,10 @@ class Service:
                 lambda: max(0, (engine.app.recorder.max_notification_id() or 0) - engine.read_model.position())
             )
             await ensure_stream(nc.jetstream(), settings)
-            relay = RelayProcess.start(self.config.store_url, self.nats_url, settings)
+            relay = RelayProcess.start(
+                self.config.store_url, self.nats_url, settings, self.config.credentials.account_sid
+            )
+            engine.follows_read_model = False  # the relay process does
             await nc.subscribe(f"{relay.channel}.acked", cb=observe_relay_ack(metrics.relay_ack_seconds.observe))
             committed = asyncio.Event()
             engine.bus.after_batch.append(committed.set)

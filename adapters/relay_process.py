@@ -1,15 +1,17 @@
-"""The event relay in a process of its own, started by `openrooms serve` beside its engine.
+"""The log's followers in a process of their own, started by `openrooms serve` beside its engine:
+the event relay (adapters/nats/relay.py) and the read-model follower.
 
-The relay needs only the store and NATS. In the engine's process its JetStream publishes and
-acks cost ~160 µs of interpreter lock per room created, taken from HTTP, deciding and
-writing; in its own process they run on the other core. The two talk over NATS, on subjects
-of their own:
+They need only the store and NATS. In the engine's process the relay's JetStream publishes and
+acks cost ~160 µs of interpreter lock per room created, and the read-model follower ~35 µs per
+event, taken from HTTP, deciding and writing; in their own process they run on the other core.
+(The engine still applies events to the read model itself while a reader waits for its own
+writes.) The two processes talk over NATS, on subjects of their own:
 
     engines → relays `rooms.relay.wake`            after every committed batch (empty body)
     relay  → engine  `rooms.relay.<id>.acked`      seconds from reading a batch to its last ack
 
 With several engines on one store, each runs a relay, but only the one holding the lease
-(adapters/nats/lease.py) publishes; the others take over when it stops or dies.
+(adapters/nats/lease.py) publishes and follows; the others take over when it stops or dies.
 
 The relay polls every second as well, so a lost wake-up only delays it. SIGTERM (sent once the
 engine has stopped) makes it publish everything committed so far and exit; Ctrl-C goes to
@@ -27,16 +29,22 @@ import signal
 import uuid
 from collections.abc import Awaitable, Callable
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nats.aio.msg import Msg
 
 from adapters.nats.lease import Lease
 from adapters.nats.relay import EventRelay, StreamSettings
+from adapters.pacing import Pacer
+
+if TYPE_CHECKING:
+    from adapters.store.read_model import Follower
 
 logger = logging.getLogger(__name__)
 STOP_SECONDS = 30.0
 """How long the engine waits for the relay's last publishes before killing it."""
+POLL_SECONDS = 1.0
+"""The read-model follower also looks this often without a wake-up (commits of other engines)."""
 LATE_CONNECT_SECONDS = 5.0
 """Stopped before its NATS connection was up, the relay waits this long for it to publish the rest."""
 
@@ -58,12 +66,12 @@ class RelayProcess:
         """Set by the process once SIGTERM makes it flush (before that, SIGTERM would just kill it)."""
 
     @classmethod
-    def start(cls, store_url: str, nats_url: str, settings: StreamSettings) -> RelayProcess:
+    def start(cls, store_url: str, nats_url: str, settings: StreamSettings, account_sid: str) -> RelayProcess:
         channel = new_channel()
         level = logging.getLogger().getEffectiveLevel()
         context = multiprocessing.get_context("spawn")
         ready = context.Event()
-        args = (store_url, nats_url, settings, channel, level, ready, os.getpid())
+        args = (store_url, nats_url, settings, account_sid, channel, level, ready, os.getpid())
         process = context.Process(target=main, args=args, name="openrooms-relay", daemon=True)
         # Ctrl-C reaches the whole process group; the engine stops the relay itself, after its last
         # commit. So the relay starts with SIGINT blocked (inherited), until it ignores it.
@@ -89,21 +97,35 @@ class RelayProcess:
 
 
 def main(
-    store_url: str, nats_url: str, settings: StreamSettings, channel: str, log_level: int, ready: Any, engine_pid: int
+    store_url: str,
+    nats_url: str,
+    settings: StreamSettings,
+    account_sid: str,
+    channel: str,
+    log_level: int,
+    ready: Any,
+    engine_pid: int,
 ) -> None:
     """The relay process's entry point (multiprocessing target)."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's to handle; it stops us after
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    asyncio.run(_relay(store_url, nats_url, settings, channel, ready, engine_pid))
+    asyncio.run(_relay(store_url, nats_url, settings, account_sid, channel, ready, engine_pid))
 
 
 async def _relay(
-    store_url: str, nats_url: str, settings: StreamSettings, channel: str, ready: Any, engine_pid: int
+    store_url: str,
+    nats_url: str,
+    settings: StreamSettings,
+    account_sid: str,
+    channel: str,
+    ready: Any,
+    engine_pid: int,
 ) -> None:
     import nats
 
     from adapters.bootstrap import open_application, open_read_model
+    from adapters.store.read_model import Follower
 
     stopping = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
@@ -125,13 +147,15 @@ async def _relay(
     read_model = open_read_model(store_url)
     lease = Lease(nc.jetstream(), channel)
     relay = EventRelay(app, nc, read_model, settings, observe_ack=_report_acks(nc, f"{channel}.acked"), lease=lease)
+    follower = Follower(app, read_model, account_sid)
+    follow = asyncio.Event()
     try:
-        await nc.subscribe(WAKE_SUBJECT, cb=_waker(relay.wake.set))
-        running = asyncio.create_task(relay.run())
+        await nc.subscribe(WAKE_SUBJECT, cb=_waker(relay.wake.set, follow.set))
+        running = [asyncio.create_task(relay.run()), asyncio.create_task(_follow(follower, follow, relay))]
         await stop
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
         try:
             # What the engine's last batches committed, unless another relay publishes.
             while nc.is_connected and await relay.leads() and await relay.relay_once():
@@ -157,11 +181,40 @@ def _report_acks(nc: Any, subject: str) -> Callable[[float], None]:
     return observe_ack
 
 
-def _waker(wake: Callable[[], None]) -> Callable[[Msg], Awaitable[None]]:
+def _waker(*wakes: Callable[[], None]) -> Callable[[Msg], Awaitable[None]]:
     async def on_message(_: Msg) -> None:
-        wake()
+        for wake in wakes:
+            wake()
 
     return on_message
+
+
+async def _follow(follower: Follower, wake: asyncio.Event, relay: EventRelay) -> None:
+    """The read model, from the log: at most one step (adapters/bootstrap.py FOLLOW_STEP events)
+    per wake-up and pacing interval, while this process's relay publishes (holds the lease)."""
+    from adapters.bootstrap import FOLLOW_STEP
+
+    pacer = Pacer()
+    failures = 0
+    while True:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(POLL_SECONDS):
+                await wake.wait()
+        wake.clear()
+        if not relay.leading:
+            continue
+        await pacer.wait()
+        try:
+            _, more = follower.step(FOLLOW_STEP)
+        except Exception as exc:  # the store is unavailable: try again
+            failures += 1
+            logger.warning("read-model follower paused (%s)", exc)
+            await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+            wake.set()
+            continue
+        failures = 0
+        if more:
+            wake.set()
 
 
 async def _stop_requested(stopping: asyncio.Event, parent: int) -> None:

@@ -139,6 +139,8 @@ class EventRelay:
         """Batches stored with one ack."""
         self.acked_each = 0
         """Batches published (again) with an ack per message."""
+        self.leading = False
+        """Whether this relay published at its last wake-up (it held the lease, or there is none)."""
 
     async def ensure_stream(self) -> None:
         await ensure_stream(self.js, self.settings)
@@ -154,19 +156,18 @@ class EventRelay:
         publishes at most one batch per pacing interval (adapters/pacing.py). With a lease, only
         while holding it (asked again at every wake-up)."""
         failures = 0
-        leading = False
         while True:
             try:
                 if await self.leads():
-                    if not leading:  # (again) the publishing relay: another may have moved the position
+                    if not self.leading:  # (again) the publishing relay: another may have moved the position
                         self._position = None
-                    leading = True
+                    self.leading = True
                     while True:  # at most one batch per pacing interval: events coming meanwhile join the next
                         await self._pacer.wait()
                         if not await self.relay_once():
                             break
                 else:
-                    leading = False
+                    self.leading = False
                 failures = 0
             except (TimeoutError, OSError, Exception) as exc:  # NATS down or slow: try again
                 failures += 1

@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from adapters.store.url import AUTOCHECKPOINT_PAGES, StoreConfig, parse_store_url
+from adapters.store import wal
+from adapters.store.url import StoreConfig, parse_store_url
 
 
 class Cursor(Protocol):
@@ -56,7 +57,7 @@ class Database:
             conn = sqlite3.connect(target, uri=uri, isolation_level=None, check_same_thread=False, timeout=30)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+            conn.execute(f"PRAGMA wal_autocheckpoint={wal.AUTOCHECKPOINT_PAGES}")
             return conn
         import psycopg
 
@@ -118,12 +119,10 @@ class Database:
             return [tuple(r) for r in rows]
 
     def checkpoint(self) -> None:
-        """A SQLite file's PASSIVE WAL checkpoint (adapters/store/url.py AUTOCHECKPOINT_PAGES);
-        nothing for PostgreSQL or memory. Run off the event loop: it syncs both files."""
-        if self.kind != "sqlite" or self.config.sqlite_path is None:
-            return
-        with self._in_use():
-            self.connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        """A SQLite file's background WAL checkpoint (adapters/store/wal.py); nothing for
+        PostgreSQL or memory."""
+        if self.kind == "sqlite" and self.config.sqlite_path is not None:
+            wal.checkpoint(str(self.config.sqlite_path))
 
     def close(self, timeout: float = 30.0) -> None:
         """Close every connection once no query or transaction is running; later uses raise."""

@@ -31,7 +31,8 @@ from eventsourcing.sqlite import (
 )
 from eventsourcing.utils import Environment, EnvType
 
-from adapters.store.url import AUTOCHECKPOINT_PAGES, SQLITE_SYNC_MODES
+from adapters.store import wal
+from adapters.store.url import SQLITE_SYNC_MODES
 
 _CHUNK = 500
 SQLITE_PARTITION = (
@@ -195,11 +196,10 @@ class CommandLogSQLiteRecorder(_ImmediateSchemaCreation, SQLiteApplicationRecord
         return {row[0]: int(row[1]) for row in self._select_in(sql, originator_ids)}
 
     def checkpoint(self) -> None:
-        """Copy the WAL's committed pages into the database file, without waiting for readers or
-        holding up writers (a PASSIVE checkpoint); the next writer then reuses the WAL from its
-        start. Run off the event loop: it syncs both files."""
-        with self.datastore.get_connection(commit=False) as conn:
-            conn.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)")
+        """The log's background WAL checkpoint (adapters/store/wal.py)."""
+        pool = self.datastore.pool
+        if not pool.is_sqlite_memory_mode:
+            wal.checkpoint(pool.db_name)
 
     def select_raw(self, start: int, limit: int, part: tuple[int, int] = (0, 1)) -> list[tuple[int, str, bytes]]:
         """(notification id, topic, state) after `start`: the audit's fast path.
@@ -238,7 +238,7 @@ class _SyncedPool(SQLiteConnectionPool):
         connection = super()._create_connection()
         cursor = connection.cursor()  # outside a transaction: SQLite ignores these inside one
         cursor.execute(f"PRAGMA synchronous={self.synchronous}")
-        cursor.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+        cursor.execute(f"PRAGMA wal_autocheckpoint={wal.AUTOCHECKPOINT_PAGES}")
         return connection
 
     @contextmanager
@@ -252,7 +252,7 @@ class _SyncedPool(SQLiteConnectionPool):
                     timeout=self.lock_timeout or 5,
                 )  # fmt: skip
                 conn.execute(f"PRAGMA synchronous={self.synchronous}")
-                conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+                conn.execute(f"PRAGMA wal_autocheckpoint={wal.AUTOCHECKPOINT_PAGES}")
             yield self._writer
 
     def close(self) -> None:

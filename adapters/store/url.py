@@ -20,13 +20,6 @@ crash may lose the last commits, never the file's consistency (SQLite's document
 `full`: every commit also waits for an fsync of the WAL (durable against power loss). `off` is not
 offered: it risks corruption."""
 
-AUTOCHECKPOINT_PAGES = 10_000
-"""A commit that finds the WAL this long (40 MB) checkpoints it itself, in the committer's time.
-SQLite's default is 1,000 pages, which at a few thousand commands a second made every tenth
-batch wait for a checkpoint's copy and syncs (docs/benchmarks.md, NATS plane, 2026-11-24 11:10).
-The engine service checkpoints its SQLite files in the background instead (every 0.5 s while it
-commits); this is the safety net for a process that does not."""
-
 
 class StoreUrlError(ValueError):
     def __init__(self, url: str, reason: str) -> None:

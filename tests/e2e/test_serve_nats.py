@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,17 @@ def log_ids(state_dir: Path) -> list[str]:
         app.close()
 
 
+def read_model_lag_reaches_zero(http: str) -> bool:
+    """Whether serve's /metrics shows `openrooms_read_model_lag_events 0` within TIMEOUT."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{http}/metrics", timeout=REQUEST_TIMEOUT) as response:
+            if "\nopenrooms_read_model_lag_events 0.0\n" in response.read().decode():
+                return True
+        time.sleep(0.05)  # polling a metric that has no push: nothing to wait on instead
+    return False
+
+
 def test_serve_answers_over_its_bundled_nats_and_keeps_rooms_command_ids_and_the_stream_across_a_restart(
     tmp_path: Path, serve: Callable[..., Any]
 ) -> None:
@@ -105,6 +118,9 @@ def test_serve_answers_over_its_bundled_nats_and_keeps_rooms_command_ids_and_the
 
         room, alice = asyncio.run(day_one())
         assert (room["unique_name"], alice["room_sid"], alice["status"]) == ("standup", room["sid"], "connected")
+        # Nobody queried: the read model catches up with the commits all the same.
+        [http] = [line.split()[2] for line in first.lines if line.startswith("openrooms: HTTP ")]
+        assert read_model_lag_reaches_zero(http)
         code = first.stop()
     finally:
         first.kill()
