@@ -23,6 +23,7 @@ from adapters.config import Config
 from adapters.keyring import KeyRing, TokenVerifier
 from adapters.pacing import Pacer
 from adapters.scheduler import DeadlineScheduler, SchedulerClock
+from adapters.store import wal
 from adapters.store.api_keys import ApiKeys
 from adapters.store.queries import Queries
 from adapters.store.read_model import Follower, ReadModel
@@ -50,8 +51,6 @@ FOLLOW_STEP = 200
 worker thread: a thread running Python beside the event loop made every socket send and SQLite
 call of the loop wait to get the interpreter lock back (a 1-event commit took 4x its CPU time at
 1,000 commands/s; docs/benchmarks.md, NATS plane, 2026-11-24 11:20)."""
-CHECKPOINT_SECONDS = 0.5
-"""How often the engine checkpoints the SQLite log's WAL while it commits (a few MB at most)."""
 
 
 _SID_BITS = random.Random(os.urandom(32))
@@ -210,15 +209,10 @@ class EngineService:
         """Checkpoint the SQLite files' WALs (the log's, the read model's) in the background
         while this engine commits, so that no commit waits for one (adapters/store/wal.py)."""
         recorder = self.app.recorder
-        log = recorder.checkpoint if isinstance(recorder, CommandLogSQLiteRecorder) else None
-        checkpointed = self.engine.last_written_position
-        while True:
-            await asyncio.sleep(CHECKPOINT_SECONDS)
-            if self.engine.last_written_position != checkpointed:
-                checkpointed = self.engine.last_written_position
-                if log is not None:
-                    await asyncio.to_thread(log)
-                await asyncio.to_thread(self.read_model.db.checkpoint)
+        checkpoints = [self.read_model.db.checkpoint]
+        if isinstance(recorder, CommandLogSQLiteRecorder):
+            checkpoints.insert(0, recorder.checkpoint)
+        await wal.keep_checkpointed(checkpoints, lambda: self.engine.last_written_position)
 
     def close(self) -> None:
         self.webhooks.close()

@@ -43,6 +43,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 STOP_SECONDS = 30.0
 """How long the engine waits for the relay's last publishes before killing it."""
+FOLLOW_INTERVAL_S = 0.025
+"""The read-model follower's pacing here: one pass per 25 ms at most while commits keep coming
+(the relay's is 5 ms). Nobody waits on it: a reader that must see its own writes has its engine
+apply them, and each pass costs a read of the log and a transaction whatever it finds."""
 POLL_SECONDS = 1.0
 """The read-model follower also looks this often without a wake-up (commits of other engines)."""
 LATE_CONNECT_SECONDS = 5.0
@@ -194,7 +198,7 @@ async def _follow(follower: Follower, wake: asyncio.Event, relay: EventRelay) ->
     per wake-up and pacing interval, while this process's relay publishes (holds the lease)."""
     from adapters.bootstrap import FOLLOW_STEP
 
-    pacer = Pacer()
+    pacer = Pacer(FOLLOW_INTERVAL_S)
     failures = 0
     while True:
         with contextlib.suppress(TimeoutError):

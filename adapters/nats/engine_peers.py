@@ -75,6 +75,8 @@ class EnginePeers:
     async def forward(self, name: str, data: bytes) -> bytes | None:
         """The reply of the room's owner to command `name`; None when this engine decides it
         (it owns the room, the command names none, or the owner cannot be reached)."""
+        if len(self.registry.alive_ids()) < 2:  # alone (or not registered yet): nobody to forward to
+            return None
         key = room_key(data)
         if key is None:
             return None

@@ -19,7 +19,9 @@ for a RESTART, which holds writers up while it copies what came meanwhile and wa
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from collections.abc import Callable, Sequence
 
 AUTOCHECKPOINT_PAGES = 40_000
 """A commit that finds the WAL this long (160 MB) checkpoints it itself, in the committer's time."""
@@ -34,6 +36,9 @@ frames, 6.4 ms past 8,000 and 4.4-5.1 ms past 16,000; at saturation 4.5k command
 RESTART_WAIT_MS = 20
 """How long a restart waits for readers of older snapshots (and holds writers up) at most."""
 
+CHECKPOINT_SECONDS = 0.5
+"""How often `keep_checkpointed` checkpoints while commits keep coming."""
+
 
 def checkpoint(path: str) -> None:
     """Checkpoint the WAL of the SQLite file at `path` without holding writers up, then restart
@@ -46,3 +51,15 @@ def checkpoint(path: str) -> None:
             conn.execute("PRAGMA wal_checkpoint(RESTART)")  # busy: readers stayed; next time
     finally:
         conn.close()
+
+
+async def keep_checkpointed(checkpoints: Sequence[Callable[[], None]], position: Callable[[], int]) -> None:
+    """Run `checkpoints` (each on a worker thread) every `CHECKPOINT_SECONDS` while `position`
+    (the writer's last log position) moves; until cancelled."""
+    checkpointed = position()
+    while True:
+        await asyncio.sleep(CHECKPOINT_SECONDS)
+        if position() != checkpointed:
+            checkpointed = position()
+            for checkpoint in checkpoints:
+                await asyncio.to_thread(checkpoint)

@@ -140,16 +140,16 @@ def time_the_bus() -> dict[str, float]:
 
     for name in ("prepare", "write", "settle"):
         timed(name)
-    answer = CommandBus._answer
+    run_batch = CommandBus._run_batch
 
-    def counted(self: CommandBus, answers: list[tuple[list[Any], Any]]) -> None:
-        for waiters, outcome in answers:
-            if not isinstance(outcome, BaseException):
-                stats["batches"] += 1
-                stats["commands"] += len(waiters)
-        answer(self, answers)
+    async def counted(self: CommandBus, batch: list[Any]) -> bool:
+        committed = await run_batch(self, batch)
+        if committed:
+            stats["batches"] += 1
+            stats["commands"] += len(batch)
+        return committed
 
-    CommandBus._answer = counted  # type: ignore[method-assign]
+    CommandBus._run_batch = counted  # type: ignore[method-assign]
     return stats
 
 
@@ -523,7 +523,7 @@ PROFILE_HZ = 100
 # rule names it (that frame and everything it called), else the thread's own name (THREADS),
 # else the innermost frame matching a LIBRARY rule; frames look like `func (path:line)`.
 DECIDE = "engine: decide a batch (Engine.prepare: idempotency lookup, prefetch, decide, encode)"
-WRITE = "event store write (Engine.write: SQLite insert + commit, writer thread)"
+WRITE = "event store write (Engine.write: SQLite insert + commit, on the event loop)"
 HAND_OFF = "thread hand-off (to_thread / run_in_executor, futures, wake-ups)"
 SCHEDULER = "scheduler: deadline queries + read-model refresh (its thread)"
 SUBTREE: list[tuple[str, str]] = [
@@ -553,7 +553,7 @@ SUBTREE: list[tuple[str, str]] = [
     (r"\(relay\.py|nats/", "relay: read the log, publish to JetStream, acks"),
     (r"asyncio/threads\.py|run_in_executor |ThreadPoolExecutor\.submit |_write_to_self ", HAND_OFF),
 ]
-THREADS: list[tuple[str, str]] = [("engine-writer", WRITE), ("engine_", DECIDE), ("scheduler", SCHEDULER)]
+THREADS: list[tuple[str, str]] = [("scheduler", SCHEDULER)]
 LIBRARY: list[tuple[str, str]] = [
     (r"_SelectorSocketTransport\.(write|_read_ready) ", "socket send/recv"),
     (r"aiohttp/|multidict/|yarl/", "aiohttp: parse, route, middlewares, write"),
@@ -698,7 +698,7 @@ def measure_sizes(server: Server, sid: str) -> tuple[int, int]:
     return asyncio.run(once())
 
 
-THREAD_ORDER = ("MainThread", "engine", "engine-writer", "asyncio", "relay", "scheduler", "webhooks-follow")
+THREAD_ORDER = ("MainThread", "asyncio", "relay", "scheduler", "webhooks-follow")
 
 
 def cpu_table(phases: list[Phase]) -> None:
@@ -731,10 +731,10 @@ def bus_line(phase: Phase) -> None:
     print(
         f"Command bus during the creates: {batches / wall:,.0f} batches/s of {bus['commands'] / batches:.1f} "
         f"commands on average, one every {wall / batches * 1000:.1f} ms; per batch, Engine.prepare "
-        f"{bus['prepare'] / batches * 1000:.1f} ms (engine thread), Engine.write "
-        f"{bus['write'] / batches * 1000:.1f} ms (writer thread, overlaps the next prepare), Engine.settle "
-        f"{bus['settle'] / batches * 1000:.1f} ms "
-        f"(engine thread); the rest of each cycle is hand-offs through the event loop."
+        f"{bus['prepare'] / batches * 1000:.1f} ms, Engine.write "
+        f"{bus['write'] / batches * 1000:.1f} ms, Engine.settle "
+        f"{bus['settle'] / batches * 1000:.1f} ms, all on the event loop; the rest of each cycle is "
+        f"the requests' own work (HTTP, decoding, replies)."
     )
 
 
