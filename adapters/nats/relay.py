@@ -154,7 +154,9 @@ class EventRelay:
     async def run(self) -> None:
         """Relay until cancelled; waits on `wake` (set after commits) or polls every second, and
         publishes at most one batch per pacing interval (adapters/pacing.py). With a lease, only
-        while holding it (asked again at every wake-up)."""
+        while holding it: asked again before every batch, which also renews it while commits keep
+        the relay busy (renewed only at wake-ups, it expired under a steady load and publishing
+        stopped for a second)."""
         failures = 0
         while True:
             try:
@@ -164,6 +166,9 @@ class EventRelay:
                     self.leading = True
                     while True:  # at most one batch per pacing interval: events coming meanwhile join the next
                         await self._pacer.wait()
+                        if not await self.leads():
+                            self.leading = False
+                            break
                         if not await self.relay_once():
                             break
                 else:

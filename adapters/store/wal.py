@@ -1,20 +1,21 @@
 """The WAL of the SQLite files (the log, the read model): how it is checkpointed.
 
 SQLite's default is to checkpoint in the committing connection once the WAL passes 1,000 pages:
-the commit then copies the WAL into the database file and syncs both. At a few thousand
-commands a second every tenth batch waited for that (docs/benchmarks.md, NATS plane,
-2026-11-24). So the engine service checkpoints in the background (`checkpoint`, every 0.5 s on
-a worker thread while it commits) and the connections checkpoint themselves only past
-`AUTOCHECKPOINT_PAGES`, a safety net for a process that does not.
+the commit then copies the WAL's pages into the database file and syncs both files. Under load
+every tenth batch waited 5-70 ms for that (a batch of 30 one-event commands writes ~100 pages:
+its rooms' index entries and its random command ids land on scattered pages). So the engine
+service copies the pages in the background (`keep_checkpointed`: a PASSIVE checkpoint, which
+holds no writer up, every `CHECKPOINT_SECONDS` on a worker thread while commits come).
 
-A checkpoint does not shorten the WAL by itself: the next writer starts it afresh only if it finds
-every frame copied and no reader on an older snapshot. While commits keep coming (the relay and
-the read-model follower read the log meanwhile), a checkpoint running beside them never finds
-that moment, and the WAL grew until the commits checkpointed themselves (at saturation a batch of
-30 commands adds ~100 pages, so 10,000 pages in half a second; each such commit took 50-70 ms).
-So when a complete PASSIVE checkpoint finds the WAL past `RESTART_FRAMES`, `checkpoint` asks
-for a RESTART, which holds writers up while it copies what came meanwhile and waits (at most
-`RESTART_WAIT_MS`) for older readers; the next writer then starts at the WAL's beginning.
+A background checkpoint does not restart the WAL from its beginning: only a writer that finds
+every frame copied and no reader on an older snapshot does, and while commits keep coming the
+relay and the read-model follower are always reading. So the WAL grows until a commit finds it
+past `AUTOCHECKPOINT_PAGES` and checkpoints it itself; by then the background has copied all but
+the last tenth of a second. Measured (tests/bench/nats load, 2026-11-24 11:50): at 1,000
+commands/s that commit takes ~15 ms, once every ~3.5 s (two commits in 10 s over 5 ms); at
+saturation (5,100/s) up to 40 ms, against 50-70 ms every tenth batch before. A RESTART checkpoint
+from the background, which holds writers up until the readers move on, was tried: no better at
+1,000/s or at saturation (p99 4.4 / 40 ms against 4.0 / 35 ms), and it is one mechanism more.
 """
 
 from __future__ import annotations
@@ -23,32 +24,20 @@ import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
 
-AUTOCHECKPOINT_PAGES = 40_000
-"""A commit that finds the WAL this long (160 MB) checkpoints it itself, in the committer's time."""
+AUTOCHECKPOINT_PAGES = 16_000
+"""A commit that finds the WAL this long (64 MB) checkpoints it itself, and the next one starts
+the WAL afresh."""
 
-RESTART_FRAMES = 16_000
-"""A WAL at least this long (64 MB: the writes outpaced the checkpoints) is restarted after a
-complete checkpoint. A restart holds writers up for ~10-20 ms however long the WAL, so fewer and
-longer is better: at 1,000 commands/s the round trip's p99 was 11 ms restarting past 4,000
-frames, 6.4 ms past 8,000 and 4.4-5.1 ms past 16,000; at saturation 4.5k commands/s with a p99 of
-94-98 ms, then 5.0k / 45 ms and 5.3k / 39 ms (tests/bench/nats, 2026-11-24 11:20)."""
-
-RESTART_WAIT_MS = 20
-"""How long a restart waits for readers of older snapshots (and holds writers up) at most."""
-
-CHECKPOINT_SECONDS = 0.5
+CHECKPOINT_SECONDS = 0.1
 """How often `keep_checkpointed` checkpoints while commits keep coming."""
 
 
 def checkpoint(path: str) -> None:
-    """Checkpoint the WAL of the SQLite file at `path` without holding writers up, then restart
-    it if it grew long (module docstring). Run off the event loop: it copies pages and syncs."""
+    """Copy the WAL's committed pages into the SQLite file at `path` without holding writers up.
+    Run off the event loop: it copies pages and syncs."""
     conn = sqlite3.connect(path, isolation_level=None, timeout=30)
     try:
-        busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        if not busy and frames >= RESTART_FRAMES and copied == frames:
-            conn.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
-            conn.execute("PRAGMA wal_checkpoint(RESTART)")  # busy: readers stayed; next time
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
     finally:
         conn.close()
 

@@ -431,3 +431,53 @@ async def test_of_two_relays_on_one_store_only_the_lease_holder_publishes_and_th
         await asyncio.gather(running[1], return_exceptions=True)
     finally:
         await nc.close()
+
+
+async def test_a_lease_holder_kept_busy_by_commits_for_longer_than_the_lease_keeps_it_and_publishes_alone(
+    nats_server: EmbeddedNatsServer, service: EngineService
+) -> None:
+    nc = await connect(nats_server.url)
+    watches = [AckWatch(), AckWatch()]
+    relays = [
+        EventRelay(
+            service.app,
+            nc,
+            service.read_model,
+            StreamSettings(),
+            ack_timeout=ACK_TIMEOUT,
+            observe_ack=watch,
+            lease=Lease(nc.jetstream(), name, ttl_s=0.3),
+        )
+        for name, watch in zip(("busy", "waiting"), watches, strict=True)
+    ]
+    busy, waiting = relays
+    try:
+        await busy.ensure_stream()
+        assert await busy.leads()
+        for relay in relays:
+            service.bus.after_batch.append(relay.wake.set)
+        running = [asyncio.create_task(relay.run()) for relay in relays]
+        room = str((await execute(service, cmd.CreateRoom, unique_name="steady")).room_sid)
+        cam = cmd.TrackSpec(name="cam", kind="video")
+        joined = await execute(service, cmd.ConnectParticipant, room=room, identity="solo", tracks=[cam])
+        participant, track = joined.participant_sid, joined.track_sids[0]
+
+        # Commands one after another for four lease lifetimes: the holder always has a batch to publish.
+        ends = asyncio.get_running_loop().time() + 4 * 0.3
+        n = 0
+        while asyncio.get_running_loop().time() < ends:
+            await execute(
+                service, cmd.SetTrackEnabled, room_sid=room, participant_sid=participant, track_sid=track,
+                enabled=bool(n % 2),
+            )  # fmt: skip
+            n += 1
+        await caught_up(busy, watches[0])
+
+        log = the_log(service)
+        assert (busy.published, waiting.published) == (len(log), 0), "the holder renewed its lease while busy"
+        assert_stream_is_the_log(await the_stream(nc.jetstream()), log)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+    finally:
+        await nc.close()
