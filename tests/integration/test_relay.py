@@ -114,7 +114,13 @@ def watch_failures(relay: EventRelay) -> asyncio.Event:
     return failed
 
 
-def new_relay(service: EngineService, nc: Client, watch: AckWatch | None = None, batch_size: int = 1000) -> EventRelay:
+def new_relay(
+    service: EngineService,
+    nc: Client,
+    watch: AckWatch | None = None,
+    batch_size: int = 1000,
+    lease: Lease | None = None,
+) -> EventRelay:
     return EventRelay(
         service.app,
         nc,
@@ -123,6 +129,7 @@ def new_relay(service: EngineService, nc: Client, watch: AckWatch | None = None,
         ack_timeout=ACK_TIMEOUT,
         observe_ack=watch,
         batch_size=batch_size,
+        lease=lease,
     )
 
 
@@ -234,6 +241,30 @@ async def caught_up(relay: EventRelay, watch: AckWatch) -> None:
             if relay.position() >= target:
                 return
             await watch.acked.wait()
+
+
+def leased_relays(
+    service: EngineService, nc: Client, names: tuple[str, ...], ttl_s: float
+) -> tuple[list[EventRelay], list[AckWatch]]:
+    """Relays on one store, each with its lease on the same key (as each engine process has)."""
+    watches = [AckWatch() for _ in names]
+    relays = [
+        new_relay(service, nc, watch, lease=Lease(nc.jetstream(), name, ttl_s=ttl_s))
+        for name, watch in zip(names, watches, strict=True)
+    ]
+    return relays, watches
+
+
+async def run_leased(service: EngineService, relays: list[EventRelay]) -> list[asyncio.Task[None]]:
+    """The first relay takes the lease, the others find it held; then all run, woken by every commit."""
+    first, *others = relays
+    await first.ensure_stream()
+    assert await first.leads()
+    for other in others:
+        assert not await other.leads()
+    for relay in relays:  # as every engine's commits wake every relay
+        service.bus.after_batch.append(relay.wake.set)
+    return [asyncio.create_task(relay.run()) for relay in relays]
 
 
 # --- the tests ------------------------------------------------------------------------------------
@@ -391,27 +422,10 @@ async def test_of_two_relays_on_one_store_only_the_lease_holder_publishes_and_th
     nats_server: EmbeddedNatsServer, service: EngineService
 ) -> None:
     nc = await connect(nats_server.url)
-    watches = [AckWatch(), AckWatch()]
-    relays = [
-        EventRelay(
-            service.app,
-            nc,
-            service.read_model,
-            StreamSettings(),
-            ack_timeout=ACK_TIMEOUT,
-            observe_ack=watch,
-            lease=Lease(nc.jetstream(), name, ttl_s=0.6),
-        )
-        for name, watch in zip(("first", "second"), watches, strict=True)
-    ]
+    relays, watches = leased_relays(service, nc, ("first", "second"), ttl_s=0.6)
     first, second = relays
     try:
-        await first.ensure_stream()
-        assert await first.leads()
-        assert not await second.leads()
-        for relay in relays:  # as every engine's commits wake every relay
-            service.bus.after_batch.append(relay.wake.set)
-        running = [asyncio.create_task(relay.run()) for relay in relays]
+        running = await run_leased(service, relays)
 
         await a_meeting(service, "standup")
         await caught_up(first, watches[0])
@@ -437,26 +451,10 @@ async def test_a_lease_holder_kept_busy_by_commits_for_longer_than_the_lease_kee
     nats_server: EmbeddedNatsServer, service: EngineService
 ) -> None:
     nc = await connect(nats_server.url)
-    watches = [AckWatch(), AckWatch()]
-    relays = [
-        EventRelay(
-            service.app,
-            nc,
-            service.read_model,
-            StreamSettings(),
-            ack_timeout=ACK_TIMEOUT,
-            observe_ack=watch,
-            lease=Lease(nc.jetstream(), name, ttl_s=0.3),
-        )
-        for name, watch in zip(("busy", "waiting"), watches, strict=True)
-    ]
+    relays, watches = leased_relays(service, nc, ("busy", "waiting"), ttl_s=0.3)
     busy, waiting = relays
     try:
-        await busy.ensure_stream()
-        assert await busy.leads()
-        for relay in relays:
-            service.bus.after_batch.append(relay.wake.set)
-        running = [asyncio.create_task(relay.run()) for relay in relays]
+        running = await run_leased(service, relays)
         room = str((await execute(service, cmd.CreateRoom, unique_name="steady")).room_sid)
         cam = cmd.TrackSpec(name="cam", kind="video")
         joined = await execute(service, cmd.ConnectParticipant, room=room, identity="solo", tracks=[cam])
