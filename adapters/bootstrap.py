@@ -26,7 +26,7 @@ from adapters.scheduler import DeadlineScheduler, SchedulerClock
 from adapters.store import wal
 from adapters.store.api_keys import ApiKeys
 from adapters.store.queries import Queries
-from adapters.store.read_model import Follower, ReadModel
+from adapters.store.read_model import FOLLOW_STEP, Follower, ReadModel
 from adapters.store.recent_rows import RecentRows
 from adapters.store.sql import Database
 from adapters.store.sqlite import CommandLogSQLiteRecorder
@@ -46,11 +46,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 """How often the follower looks for events committed by other engine processes."""
-FOLLOW_STEP = 200
-"""Events the read-model follower applies per pass, on the event loop (a few ms at most). Not on a
-worker thread: a thread running Python beside the event loop made every socket send and SQLite
-call of the loop wait to get the interpreter lock back (a 1-event commit took 4x its CPU time at
-1,000 commands/s; docs/benchmarks.md, NATS plane, 2026-11-24 11:20)."""
 
 
 _SID_BITS = random.Random(os.urandom(32))
@@ -191,7 +186,7 @@ class EngineService:
             with self._notes_lock:
                 deadline_set, self._deadline_set = self._deadline_set, None
             if self.follows_read_model or self._readers:
-                reached, more = self.follower.step(FOLLOW_STEP)  # on the loop: see FOLLOW_STEP
+                reached, more = self.follower.step(FOLLOW_STEP)  # on the loop: see read_model.FOLLOW_STEP
                 if more:
                     self._committed.set()
             else:  # the relay process applies them: where it got to

@@ -29,16 +29,14 @@ import signal
 import uuid
 from collections.abc import Awaitable, Callable
 from multiprocessing.process import BaseProcess
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nats.aio.msg import Msg
 
 from adapters.nats.lease import Lease
 from adapters.nats.relay import EventRelay, StreamSettings
 from adapters.pacing import Pacer
-
-if TYPE_CHECKING:
-    from adapters.store.read_model import Follower
+from adapters.store.read_model import FOLLOW_STEP, Follower
 
 logger = logging.getLogger(__name__)
 STOP_SECONDS = 30.0
@@ -129,7 +127,6 @@ async def _relay(
     import nats
 
     from adapters.bootstrap import open_application, open_read_model
-    from adapters.store.read_model import Follower
 
     stopping = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
@@ -194,10 +191,8 @@ def _waker(*wakes: Callable[[], None]) -> Callable[[Msg], Awaitable[None]]:
 
 
 async def _follow(follower: Follower, wake: asyncio.Event, relay: EventRelay) -> None:
-    """The read model, from the log: at most one step (adapters/bootstrap.py FOLLOW_STEP events)
-    per wake-up and pacing interval, while this process's relay publishes (holds the lease)."""
-    from adapters.bootstrap import FOLLOW_STEP
-
+    """The read model, from the log: at most one step (FOLLOW_STEP events) per wake-up and
+    pacing interval, while this process's relay publishes (holds the lease)."""
     pacer = Pacer(FOLLOW_INTERVAL_S)
     failures = 0
     while True:

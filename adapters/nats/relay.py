@@ -160,19 +160,16 @@ class EventRelay:
         failures = 0
         while True:
             try:
-                if await self.leads():
+                while True:  # at most one batch per pacing interval: events coming meanwhile join the next
+                    await self._pacer.wait()
+                    if not await self.leads():
+                        self.leading = False
+                        break
                     if not self.leading:  # (again) the publishing relay: another may have moved the position
                         self._position = None
-                    self.leading = True
-                    while True:  # at most one batch per pacing interval: events coming meanwhile join the next
-                        await self._pacer.wait()
-                        if not await self.leads():
-                            self.leading = False
-                            break
-                        if not await self.relay_once():
-                            break
-                else:
-                    self.leading = False
+                        self.leading = True
+                    if not await self.relay_once():
+                        break
                 failures = 0
             except (TimeoutError, OSError, Exception) as exc:  # NATS down or slow: try again
                 failures += 1

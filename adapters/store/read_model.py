@@ -189,6 +189,13 @@ def _delete_sql(table: str, where: tuple[str, ...]) -> str:
     return f"DELETE FROM {table_name(table)} WHERE {' AND '.join(f'{_quote(c)} = ?' for c in where)}"
 
 
+FOLLOW_STEP = 200
+"""Events a follower applies per pass after commits (`step`), on an event loop: a few ms at most.
+Not on a worker thread: a thread running Python beside the event loop made every socket send and
+SQLite call of the loop wait to get the interpreter lock back (a 1-event commit took 4x its CPU
+time at 1,000 commands/s; docs/benchmarks.md, NATS plane, 2026-11-24)."""
+
+
 class Follower:
     """Follows the log into the read model, in batches, from the stored position."""
 

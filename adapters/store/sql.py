@@ -56,8 +56,7 @@ class Database:
                 target, uri = str(self.config.sqlite_path), False
             conn = sqlite3.connect(target, uri=uri, isolation_level=None, check_same_thread=False, timeout=30)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(f"PRAGMA wal_autocheckpoint={wal.AUTOCHECKPOINT_PAGES}")
+            wal.tune(conn.execute, "normal")
             return conn
         import psycopg
 

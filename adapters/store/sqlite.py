@@ -226,19 +226,20 @@ class _SyncedPool(SQLiteConnectionPool):
     setting; SQLite's default is FULL) and with the longer automatic checkpoint. It also keeps the
     log's writer connection (`writing`), and closes it with the others."""
 
-    synchronous = "normal"
-    _writer: sqlite3.Connection | None = None
-    _writer_lock = threading.Lock()  # replaced per pool by `adopt`
+    synchronous: str
+    _writer: sqlite3.Connection | None
+    _writer_lock: threading.Lock
 
     def adopt(self, synchronous: str) -> None:
+        """Become this class (no connection made yet), with the log's sync mode."""
+        self.__class__ = _SyncedPool
         self.synchronous = synchronous
+        self._writer = None
         self._writer_lock = threading.Lock()
 
     def _create_connection(self) -> SQLiteConnection:
         connection = super()._create_connection()
-        cursor = connection.cursor()  # outside a transaction: SQLite ignores these inside one
-        cursor.execute(f"PRAGMA synchronous={self.synchronous}")
-        cursor.execute(f"PRAGMA wal_autocheckpoint={wal.AUTOCHECKPOINT_PAGES}")
+        wal.tune(connection.cursor().execute, self.synchronous)
         return connection
 
     @contextmanager
@@ -251,8 +252,7 @@ class _SyncedPool(SQLiteConnectionPool):
                     self.db_name, uri=True, check_same_thread=False, isolation_level=None,
                     timeout=self.lock_timeout or 5,
                 )  # fmt: skip
-                conn.execute(f"PRAGMA synchronous={self.synchronous}")
-                conn.execute(f"PRAGMA wal_autocheckpoint={wal.AUTOCHECKPOINT_PAGES}")
+                wal.tune(conn.execute, self.synchronous)
             yield self._writer
 
     def close(self) -> None:
@@ -270,10 +270,10 @@ class Factory(SQLiteFactory):
     def __init__(self, env: Environment | EnvType | None) -> None:
         super().__init__(env)
         pool = self.datastore.pool
-        synchronous = self.env.get("SQLITE_SYNCHRONOUS", "full")  # eventsourcing's own tests pass none
+        # Set by adapters/store/url.py; an environment written by hand gets SQLite's own default.
+        synchronous = self.env.get("SQLITE_SYNCHRONOUS", "full")
         if synchronous not in SQLITE_SYNC_MODES:
             raise OSError(f"SQLITE_SYNCHRONOUS must be one of {', '.join(SQLITE_SYNC_MODES)}, not {synchronous!r}")
-        pool.__class__ = _SyncedPool  # no connection made yet; it adds the pragmas and the writer
-        cast(_SyncedPool, pool).adopt(synchronous)
+        _SyncedPool.adopt(cast(_SyncedPool, pool), synchronous)
         if not pool.is_sqlite_memory_mode:
             _use_wal(pool.db_name, float(pool.lock_timeout or 5))

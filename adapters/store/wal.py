@@ -28,6 +28,14 @@ AUTOCHECKPOINT_PAGES = 16_000
 """A commit that finds the WAL this long (64 MB) checkpoints it itself, and the next one starts
 the WAL afresh."""
 
+
+def tune(execute: Callable[[str], object], synchronous: str) -> None:
+    """Set a new connection's sync mode and its automatic checkpoint with its `execute` (they are
+    per-connection settings; outside a transaction, where SQLite ignores them)."""
+    execute(f"PRAGMA synchronous={synchronous}")
+    execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+
+
 CHECKPOINT_SECONDS = 0.1
 """How often `keep_checkpointed` checkpoints while commits keep coming."""
 
