@@ -79,7 +79,8 @@ class EngineService:
     webhook_observers: list[Callable[[Delivery], None]]
     """Called with every status callback attempt (metrics)."""
     follows_read_model: bool = True
-    """Whether this process applies its commits to the read model. `openrooms serve` turns it off:
+    """Whether this process applies its commits to the read model. `openrooms serve` turns it off
+    (`follow_elsewhere`):
     its relay process follows the log into the read model (adapters/relay_process.py); this
     process then applies events only while a reader waits for its writes."""
 
@@ -104,6 +105,13 @@ class EngineService:
         self.bus.after_batch.append(self._wake_webhooks)
         self.fresh_queries = Queries(self.read_model, lambda: None)
         """Queries that do not refresh: for callers that awaited `read_your_writes()` first."""
+
+    def follow_elsewhere(self) -> None:
+        """Another process (the relay's) follows the log into the read model: this one applies
+        events only for readers waiting on its writes, and the scheduler waits for that process
+        instead of catching up itself (`Follower.wait_until_followed`, on its thread)."""
+        self.follows_read_model = False
+        self.scheduler.queries = Queries(self.read_model, self.follower.wait_until_followed)
 
     async def read_your_writes(self, *, log_end: bool = False) -> None:
         """Wait until the read model includes every event this process committed so far (with
@@ -358,7 +366,7 @@ class Service:
             relay = RelayProcess.start(
                 self.config.store_url, self.nats_url, settings, self.config.credentials.account_sid
             )
-            engine.follows_read_model = False  # the relay process does
+            engine.follow_elsewhere()  # the relay process follows the log into the read model
             await nc.subscribe(f"{relay.channel}.acked", cb=observe_relay_ack(metrics.relay_ack_seconds.observe))
             committed = asyncio.Event()
             engine.bus.after_batch.append(committed.set)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
@@ -196,6 +197,13 @@ SQLite call of the loop wait to get the interpreter lock back (a 1-event commit 
 time at 1,000 commands/s; docs/benchmarks.md, NATS plane, 2026-11-24)."""
 
 
+FOLLOWED_POLL_S = 0.005
+"""How often `wait_until_followed` looks at the read model's position (one indexed read)."""
+FOLLOWED_TIMEOUT_S = 2.0
+"""How long `wait_until_followed` waits for the other follower (paced at 25 ms) before doing
+its work."""
+
+
 class Follower:
     """Follows the log into the read model, in batches, from the stored position."""
 
@@ -241,3 +249,21 @@ class Follower:
         """Read-your-writes: make the read model include every committed event."""
         if self.is_behind():
             self.catch_up()
+
+    def wait_until_followed(self, timeout: float = FOLLOWED_TIMEOUT_S) -> None:
+        """Read-your-writes where another process follows the log into this read model (the
+        relay process under `openrooms serve`): wait, blocking this thread, until the read model
+        includes every event committed before the call; after `timeout` (that process stopped
+        or lost its lease), catch up here. Not on an event loop.
+
+        Catching up here instead would write the same rows twice and hold the interpreter lock
+        for the whole pass: the scheduler's refresh every 0.5 s stalled the engine's event loop
+        by ~12 ms at 1,000 commands/s (docs/benchmarks.md, NATS plane, 2026-11-24 15:30)."""
+        target = self.app.recorder.max_notification_id() or 0
+        give_up = time.monotonic() + timeout
+        while self.read_model.position() < target:
+            if time.monotonic() >= give_up:
+                logger.info("read model not followed to %d within %.1f s; catching up here", target, timeout)
+                self.catch_up()
+                return
+            time.sleep(FOLLOWED_POLL_S)

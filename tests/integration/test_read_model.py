@@ -298,6 +298,39 @@ def test_a_restarted_follower_resumes_from_the_stored_position_without_duplicate
     assert_read_model_matches_the_log(rooms, reopened.read_model)
 
 
+def test_a_reader_waiting_for_another_processes_follower_writes_nothing_itself(rooms: Rooms) -> None:
+    busy_day(rooms, 1)
+    waiting, other = rooms.other_reader(), rooms.other_reader()
+    looked = threading.Event()
+    position = waiting.read_model.position
+
+    def look() -> int:
+        looked.set()
+        return position()
+
+    waiting.read_model.position = look  # type: ignore[method-assign]
+    thread = threading.Thread(target=waiting.follower.wait_until_followed, kwargs={"timeout": JOIN_TIMEOUT})
+    thread.start()
+    assert looked.wait(JOIN_TIMEOUT), "the waiting reader never looked at the read model"
+    other.follower.catch_up()  # the relay's process, say
+    thread.join(JOIN_TIMEOUT)
+
+    assert not thread.is_alive(), "still waiting after the other follower reached the log's end"
+    assert waiting.applied == [], "the waiting reader wrote the other follower's rows again"
+    assert position() == rooms.last_position()
+    assert_read_model_matches_the_log(rooms, waiting.read_model)
+
+
+def test_a_reader_whose_other_follower_does_not_come_catches_up_itself_after_its_timeout(rooms: Rooms) -> None:
+    busy_day(rooms, 1)
+    waiting = rooms.other_reader()
+
+    waiting.follower.wait_until_followed(timeout=0.05)  # nobody else follows
+
+    assert sorted(waiting.applied) == sorted((e.originator_id, e.originator_version) for _, e in rooms.log())
+    assert_read_model_matches_the_log(rooms, waiting.read_model)
+
+
 def test_a_query_right_after_a_command_sees_it_without_waiting_for_the_follower(rooms: Rooms) -> None:
     q = rooms.queries
     room = rooms.room(unique_name="read-your-writes")

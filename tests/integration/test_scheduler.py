@@ -16,10 +16,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from adapters.bootstrap import EngineService, build_engine_service
+from adapters.bootstrap import EngineService, build_engine_service, open_application, open_read_model
 from adapters.clock import FakeClock
 from adapters.config import load_config
 from adapters.replay import read_log
+from adapters.store.queries import Queries
+from adapters.store.read_model import Follower
 from domain import commands as cmd
 from domain import events as ev
 from domain.commands import ExpireDeadlines
@@ -177,6 +179,65 @@ async def test_an_emptied_room_ends_after_its_empty_room_timeout(tmp_path: Path)
         clock.advance(SECOND)
         row = await until(service, ended(service, room))
         assert (row["end_reason"], row["end_time"]) == ("empty-timeout", micros(START + timedelta(minutes=2)))
+
+
+class OtherProcessFollower:
+    """Follows the log into the read model after each of `service`'s commits, with its own
+    connections, as the relay process does under `openrooms serve`."""
+
+    def __init__(self, service: EngineService) -> None:
+        self.app = open_application(service.config.store_url)
+        self.read_model = open_read_model(service.config.store_url)
+        self.follower = Follower(self.app, self.read_model, service.config.credentials.account_sid)
+        self.queries = Queries(self.read_model, lambda: None)
+        self.caught_up = asyncio.Event()
+        self._committed = asyncio.Event()
+        service.bus.after_batch.append(self._committed.set)
+
+    async def run(self) -> None:
+        while True:
+            await self._committed.wait()
+            self._committed.clear()
+            await asyncio.to_thread(self.follower.catch_up)
+            self.caught_up.set()
+
+    async def until(self, check: Callable[[Queries], Any]) -> Any:
+        async with asyncio.timeout(TIMEOUT):
+            while not (found := await asyncio.to_thread(check, self.queries)):
+                await self.caught_up.wait()
+                self.caught_up.clear()
+            return found
+
+    def close(self) -> None:
+        self.read_model.db.close()
+        self.app.close()
+
+
+async def test_a_scheduler_whose_read_model_another_process_follows_waits_for_it_and_writes_no_rows(
+    tmp_path: Path,
+) -> None:
+    clock = SchedulerWatch()
+    async with serving(tmp_path, clock) as service:
+        service.follow_elsewhere()
+        written_here: list[Any] = []
+        service.follower.listeners.append(written_here.extend)
+        other = OtherProcessFollower(service)
+        following = asyncio.create_task(other.run())
+        try:
+            room = str((await execute(service, cmd.CreateRoom, empty_room_timeout=1)).room_sid)
+            await execute(service, cmd.ConnectParticipant, room=room, identity="alice")
+            clock.advance(timedelta(minutes=1))
+            await execute(service, cmd.DisconnectParticipant, room_sid=room, participant_sid="alice")
+
+            clock.advance(timedelta(minutes=1))
+            row = await other.until(lambda q: (r := q.room(room)) is not None and r["status"] == "completed" and r)
+        finally:
+            following.cancel()
+            await asyncio.gather(following, return_exceptions=True)
+            other.close()
+
+        assert (row["end_reason"], row["end_time"]) == ("empty-timeout", micros(START + timedelta(minutes=2)))
+        assert written_here == [], "the engine's own follower wrote rows the other process follows"
 
 
 async def test_a_participant_is_disconnected_at_max_participant_duration_with_error_53216(tmp_path: Path) -> None:
