@@ -111,19 +111,22 @@ HOLD_SOCKETS = """(() => {
 DROP_SIGNALING = "window.sockets.filter((ws) => ws.url.endsWith('/signaling')).forEach((ws) => ws.close(4000))"
 
 
-SELECTED_CANDIDATE_TYPES = """async () => {
-  // The candidate types (host, srflx, relay) of the selected pair of each of the SDK's PeerConnections.
+SELECTED_CANDIDATE_PAIRS = """async () => {
+  // The selected pair of each of the SDK's PeerConnections' transports: each end's candidate type (host,
+  // srflx, prflx, relay) and transport address.
   const pcs = Array.from(window.room._signaling._peerConnectionManager._peerConnections.values());
-  const types = [];
+  const pairs = [];
+  const end = (c) => ({type: c.candidateType, address: `${c.address}:${c.port}`});
   for (const pc of pcs.map((p) => p._peerConnection)) {
     const stats = await pc.getStats();
     stats.forEach((r) => {
-      if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') {
-        types.push([stats.get(r.localCandidateId).candidateType, stats.get(r.remoteCandidateId).candidateType]);
+      if (r.type === 'transport' && r.selectedCandidatePairId) {  // the pair media flows on
+        const pair = stats.get(r.selectedCandidatePairId);
+        pairs.push({local: end(stats.get(pair.localCandidateId)), remote: end(stats.get(pair.remoteCandidateId))});
       }
     });
   }
-  return types;
+  return pairs;
 }"""
 
 

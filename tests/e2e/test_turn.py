@@ -10,6 +10,7 @@ credentials are refused by coturn: tests/integration/test_turn_relay.py.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from tests.coturn import Coturn, ensure_coturn
 from tests.e2e.browser_room import (
     AUDIO_AND_VIDEO,
     CONNECT,
-    SELECTED_CANDIDATE_TYPES,
+    SELECTED_CANDIDATE_PAIRS,
     connect,
     signaling_url,
     token,
@@ -56,8 +57,16 @@ def test_two_browsers_in_a_peer_to_peer_room_talk_through_turn_with_handed_out_c
 
     wait_media_grows(alice, "bob")
     wait_media_grows(bob, "alice")
-    for page in (alice, bob):
-        assert {tuple(pair) for pair in page.evaluate(SELECTED_CANDIDATE_TYPES)} == {("relay", "relay")}
+    # Each side sends from its TURN allocation to the other's. The far end may be labelled
+    # peer-reflexive: its connectivity check can arrive before its trickled candidate does.
+    [alices], [bobs] = alice.evaluate(SELECTED_CANDIDATE_PAIRS), bob.evaluate(SELECTED_CANDIDATE_PAIRS)
+    assert alices["local"]["type"] == bobs["local"]["type"] == "relay", (alices, bobs)
+    assert all(re.fullmatch(r"[\d.]+:\d+", pair[end]["address"]) for pair in (alices, bobs) for end in pair), (
+        alices,
+        bobs,
+    )
+    assert alices["remote"]["address"] == bobs["local"]["address"], (alices, bobs)
+    assert bobs["remote"]["address"] == alices["local"]["address"], (alices, bobs)
     assert ":alice" in coturn.log() and ":bob" in coturn.log()  # the usernames `iced` made: <expiry>:<identity>
 
 
