@@ -80,9 +80,9 @@ class EngineService:
     """Called with every status callback attempt (metrics)."""
     follows_read_model: bool = True
     """Whether this process applies its commits to the read model. `openrooms serve` turns it off
-    (`follow_elsewhere`):
-    its relay process follows the log into the read model (adapters/relay_process.py); this
-    process then applies events only while a reader waits for its writes."""
+    (`follow_elsewhere`): its relay process follows the log into the read model
+    (adapters/relay_process.py); this process then applies events only while a reader waits for
+    its writes."""
 
     def __post_init__(self) -> None:
         self._committed = asyncio.Event()

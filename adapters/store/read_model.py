@@ -258,7 +258,7 @@ class Follower:
 
         Catching up here instead would write the same rows twice and hold the interpreter lock
         for the whole pass: the scheduler's refresh every 0.5 s stalled the engine's event loop
-        by ~12 ms at 1,000 commands/s (docs/benchmarks.md, NATS plane, 2026-11-24 15:30)."""
+        by ~12 ms at 1,000 commands/s (docs/benchmarks.md, NATS plane, 2026-11-24 14:35)."""
         target = self.app.recorder.max_notification_id() or 0
         give_up = time.monotonic() + timeout
         while self.read_model.position() < target:
