@@ -277,7 +277,7 @@ class Service:
         from adapters.nats.engine_peers import EnginePeers
         from adapters.nats.query_service import QueryService
         from adapters.nats.relay import StreamSettings, ensure_stream, lag
-        from adapters.relay_process import WAKE_SUBJECT, RelayProcess
+        from adapters.relay_process import WAKE_SUBJECT, RelayProcess, SupervisedRelay
         from media.signaling.route import signaling_route
 
         async def nats_error(exc: Exception) -> None:
@@ -363,8 +363,10 @@ class Service:
                 lambda: max(0, (engine.app.recorder.max_notification_id() or 0) - engine.read_model.position())
             )
             await ensure_stream(nc.jetstream(), settings)
-            relay = RelayProcess.start(
-                self.config.store_url, self.nats_url, settings, self.config.credentials.account_sid
+            store_url, account_sid = self.config.store_url, self.config.credentials.account_sid
+            relay = SupervisedRelay(
+                lambda channel: RelayProcess.start(store_url, self.nats_url, settings, account_sid, channel),
+                on_restart=metrics.relay_restarts.inc,
             )
             engine.follow_elsewhere()  # the relay process follows the log into the read model
             await nc.subscribe(f"{relay.channel}.acked", cb=observe_relay_ack(metrics.relay_ack_seconds.observe))
@@ -373,6 +375,7 @@ class Service:
             async with asyncio.TaskGroup() as group:
                 engine_task = group.create_task(engine.run(engine_stopping))
                 wake_task = group.create_task(wake_relay(nc, WAKE_SUBJECT, committed))
+                watch_task = group.create_task(relay.watch())
                 await peers.start()
                 await owned.start()
                 await commands.start()
@@ -392,6 +395,7 @@ class Service:
                 engine_stopping.set()
                 await engine_task
                 wake_task.cancel()
+                watch_task.cancel()
                 await asyncio.to_thread(relay.stop)  # it publishes what the last batches committed
                 relay = None
         finally:

@@ -4,6 +4,7 @@
     openrooms_command_seconds{command}          from `bus.execute` called to its result
     openrooms_relay_lag_events                  committed but not yet acked by JetStream
     openrooms_relay_ack_seconds                 a relay batch: read from the log → its last JetStream ack
+    openrooms_relay_restarts_total              relay processes started again after one exited by itself
     openrooms_read_model_lag_events             committed but not yet in the read model
     openrooms_rooms{status}                     read at scrape time from `counts()`
     openrooms_participants{status}              read at scrape time from `counts()`
@@ -145,6 +146,12 @@ class Metrics:
             "Time from the relay reading a batch of events from the log to JetStream acking its last one",
             namespace=NAMESPACE,
             buckets=RELAY_BUCKETS,
+            registry=self.registry,
+        )
+        self.relay_restarts = Counter(
+            "relay_restarts",
+            "Relay processes started again after one exited by itself",
+            namespace=NAMESPACE,
             registry=self.registry,
         )
         self.read_model_lag_events = Gauge(

@@ -15,13 +15,15 @@ With several engines on one store, each runs a relay, but only the one holding t
 
 The relay polls every second as well, so a lost wake-up only delays it. SIGTERM (sent once the
 engine has stopped) makes it publish everything committed so far and exit; Ctrl-C goes to
-the engine, which stops it the same way. It exits by itself if its engine process dies.
+the engine, which stops it the same way. It exits by itself if its engine process dies; if it
+dies itself, the engine starts another (`SupervisedRelay`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -68,13 +70,14 @@ class RelayProcess:
         """Set by the process once SIGTERM makes it flush (before that, SIGTERM would just kill it)."""
 
     @classmethod
-    def start(cls, store_url: str, nats_url: str, settings: StreamSettings, account_sid: str) -> RelayProcess:
-        channel = new_channel()
+    def start(
+        cls, store_url: str, nats_url: str, settings: StreamSettings, account_sid: str, channel: str
+    ) -> RelayProcess:
         level = logging.getLogger().getEffectiveLevel()
         context = multiprocessing.get_context("spawn")
         ready = context.Event()
         args = (store_url, nats_url, settings, account_sid, channel, level, ready, os.getpid())
-        process = context.Process(target=main, args=args, name="openrooms-relay", daemon=True)
+        process = context.Process(target=main, args=args, name=PROCESS_NAME, daemon=True)
         # Ctrl-C reaches the whole process group; the engine stops the relay itself, after its last
         # commit. So the relay starts with SIGINT blocked (inherited), until it ignores it.
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
@@ -98,6 +101,60 @@ class RelayProcess:
         return self.process.exitcode
 
 
+RESTART_DELAY_S = 1.0
+"""How long serve waits before starting a relay process again after one exited by itself (a real
+wait, so that a relay that cannot start does not restart in a tight loop)."""
+
+
+class SupervisedRelay:
+    """The relay process, started again whenever it exits before `stop()`: killed by the kernel's
+    OOM killer or an operator, or crashed. Until then the stream and the read model would fall
+    behind; the next process resumes from the positions they stored. Its acks come on one channel
+    whichever process sends them."""
+
+    def __init__(self, start: Callable[[str], RelayProcess], *, on_restart: Callable[[], None] | None = None) -> None:
+        self.channel = new_channel()
+        self._start = start
+        self._on_restart = on_restart
+        self.current = start(self.channel)
+
+    async def watch(self) -> None:
+        """Start a new relay process each time the current one exits; until cancelled."""
+        loop = asyncio.get_running_loop()
+        while True:
+            process = self.current.process
+            exited = asyncio.Event()
+            loop.add_reader(process.sentinel, exited.set)  # readable once the process has exited
+            try:
+                await exited.wait()
+            finally:
+                loop.remove_reader(process.sentinel)
+            process.join()
+            logger.error(
+                "relay process %d exited with %s; starting another in %.0f s",
+                process.pid, process.exitcode, RESTART_DELAY_S,
+            )  # fmt: skip
+            await asyncio.sleep(RESTART_DELAY_S)
+            self.current = self._start(self.channel)
+            if self._on_restart is not None:
+                self._on_restart()
+
+    def stop(self) -> int | None:
+        """Stop the current relay process (blocking; cancel `watch()` first); its exit code."""
+        return self.current.stop()
+
+
+PROCESS_NAME = "openrooms-relay"
+"""The relay process's name in /proc/<pid>/comm, as `ps -e`, `top` and `pgrep` show it."""
+_PR_SET_NAME = 15
+
+
+def _name_process(name: str) -> None:
+    """Set this process's name (Linux; elsewhere, or without libc's prctl, it keeps its own)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+
+
 def main(
     store_url: str,
     nats_url: str,
@@ -109,6 +166,7 @@ def main(
     engine_pid: int,
 ) -> None:
     """The relay process's entry point (multiprocessing target)."""
+    _name_process(PROCESS_NAME)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's to handle; it stops us after
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

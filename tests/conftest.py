@@ -201,8 +201,21 @@ class ServeProcess:
             if text in line:
                 return line
 
+    def nats_url(self) -> str:
+        """The NATS URL serve wrote to its state dir (its bundled nats-server's)."""
+        return (self.state_dir / "nats.url").read_text().strip()
+
+    def http_url(self) -> str:
+        """The HTTP address serve printed at start (`openrooms: HTTP <url>`)."""
+        [url] = [line.split()[2] for line in self.lines if line.startswith("openrooms: HTTP ")]
+        return url
+
     def nats_children(self) -> list[int]:
         """PIDs of the nats-server processes this server started (from /proc)."""
+        return self.children("nats-server")
+
+    def children(self, name: str) -> list[int]:
+        """PIDs of this server's child processes named `name` (/proc/<pid>/comm)."""
         found = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
@@ -211,9 +224,9 @@ class ServeProcess:
                 stat = (entry / "stat").read_text()
             except OSError:  # exited while we looked
                 continue
-            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            comm = stat[stat.index("(") + 1 : stat.rindex(")")]
             parent = int(stat[stat.rindex(")") + 2 :].split()[1])
-            if parent == self.process.pid and name == "nats-server":
+            if parent == self.process.pid and comm == name:
                 found.append(int(entry.name))
         return found
 

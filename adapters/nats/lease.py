@@ -52,7 +52,7 @@ class Lease:
         was_holding = self._revision is not None
         try:
             if self._revision is None:
-                self._revision = await kv.create(KEY, self.holder.encode())
+                self._revision = await self._create_or_reclaim(kv)
             else:
                 self._revision = await kv.update(KEY, self.holder.encode(), last=self._revision)
         except KeyWrongLastSequenceError:  # another relay holds it (or took it over from us)
@@ -62,6 +62,23 @@ class Lease:
         elif self._revision is None and was_holding:
             logger.warning("relay %s lost the lease to another relay", self.holder)
         return self._revision is not None
+
+    async def _create_or_reclaim(self, kv: KeyValue) -> int:
+        """Take the free lease; or reclaim it from a holder of this holder's name, which is this
+        relay's predecessor: `openrooms serve` starts its next relay process under the same name
+        once the previous one has exited (adapters/relay_process.py `SupervisedRelay`), and it
+        need not wait for the dead one's entry to expire. Raises KeyWrongLastSequenceError when
+        another relay holds it."""
+        try:
+            return int(await kv.create(KEY, self.holder.encode()))
+        except KeyWrongLastSequenceError:
+            try:
+                entry = await kv.get(KEY)
+            except NotFoundError:  # expired meanwhile: the next check creates it
+                raise KeyWrongLastSequenceError from None
+            if entry.value != self.holder.encode() or entry.revision is None:
+                raise
+            return int(await kv.update(KEY, self.holder.encode(), last=entry.revision))
 
     async def release(self) -> None:
         """Give the lease up (another relay takes over at its next check)."""

@@ -12,20 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import nats
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from adapters.bootstrap import open_application
 from adapters.config import load_config
 from adapters.nats.relay import STREAM
 from adapters.nats.server import EmbeddedNatsServer
+from adapters.relay_process import PROCESS_NAME
 
 TIMEOUT = 30.0
 """Generous: a cold interpreter imports the whole stack. Never reached when things work."""
@@ -165,14 +169,95 @@ def test_serve_answers_over_its_bundled_nats_and_keeps_rooms_command_ids_and_the
     assert "Traceback" not in second.stderr(), second.stderr()
     assert not Path(f"/proc/{nats_pid}").exists(), "the bundled nats-server outlived serve"
 
-    bare = EmbeddedNatsServer(state / "nats")  # the stream as the service left it on disk
-    bare.start()
-    try:
-        stream = asyncio.run(stream_ids(bare.url))
-    finally:
-        bare.stop()
+    stream = stream_on_disk(state)
     assert stream == log_ids(state) and len(set(stream)) == len(stream)
     assert len(stream) > len(kept), "the second run's events (bob's connect) were relayed before it exited"
+
+
+async def relayed(nc: Client, state: Path, before: Callable[[], Awaitable[Any]]) -> None:
+    """Run `before()` (commands), then wait until the relay has published every event they
+    added to the log (by Nats-Msg-Id; a core subscription, made first, sees each publish)."""
+    seen: set[str] = set()
+    arrived = asyncio.Event()
+
+    async def note(msg: Msg) -> None:
+        seen.add((msg.headers or {}).get("Nats-Msg-Id", ""))
+        arrived.set()
+
+    subscription = await nc.subscribe("rooms.evt.>", cb=note)
+    try:
+        already = set(log_ids(state))
+        await before()
+        expected = set(log_ids(state)) - already
+        assert expected, "the commands added no event"
+        async with asyncio.timeout(TIMEOUT):
+            while not expected <= seen:
+                arrived.clear()
+                await arrived.wait()
+    finally:
+        await subscription.unsubscribe()
+
+
+def stream_on_disk(state: Path) -> list[str]:
+    """The stream as the service left it on disk: a bare nats-server on the state dir's
+    JetStream store."""
+    bare = EmbeddedNatsServer(state / "nats")
+    bare.start()
+    try:
+        return asyncio.run(stream_ids(bare.url))
+    finally:
+        bare.stop()
+
+
+async def create_rooms(url: str, numbers: range) -> None:
+    """`room-<n>` for each n, one create_room command each (command id `create-<n>`)."""
+    nc = await nats.connect(url)
+    try:
+        for i in numbers:
+            await request(nc, "rooms.cmd.create_room", command_id=f"create-{i}", unique_name=f"room-{i}")
+    finally:
+        await nc.close()
+
+
+def metric(http: str, name: str) -> str:
+    with urllib.request.urlopen(f"{http}/metrics", timeout=REQUEST_TIMEOUT) as response:
+        [line] = [line for line in response.read().decode().splitlines() if line.startswith(f"{name} ")]
+    return line.split()[1]
+
+
+def test_a_relay_process_that_dies_under_serve_is_started_again_and_the_stream_still_equals_the_log(
+    tmp_path: Path, serve: Callable[..., Any]
+) -> None:
+    state = tmp_path / "state"
+    server = serve(state)
+    try:
+        server.wait_for("engine running")
+        url, http = server.nats_url(), server.http_url()
+
+        async def scenario() -> tuple[int, int]:
+            nc = await nats.connect(url)
+            try:
+                await relayed(nc, state, lambda: create_rooms(url, range(3)))
+                [killed] = server.children(PROCESS_NAME)
+                os.kill(killed, signal.SIGKILL)  # the OOM killer, say
+                await relayed(nc, state, lambda: create_rooms(url, range(3, 6)))
+                [started] = server.children(PROCESS_NAME)
+                return killed, started
+            finally:
+                await nc.close()
+
+        killed, started = asyncio.run(scenario())
+        assert started != killed
+        assert metric(http, "openrooms_relay_restarts_total") == "1.0"
+        code = server.stop()
+    finally:
+        server.kill()
+    assert code == 0, server.stderr()
+    assert f"relay process {killed} exited with -9; starting another" in server.stderr()
+
+    stream = stream_on_disk(state)
+    assert stream == log_ids(state), "the stream after the restart: every event, once, in log order"
+    assert len(stream) >= 6
 
 
 def test_ctrl_c_stops_serve_with_exit_0_after_relaying_everything_and_then_stops_its_nats_server(
@@ -182,18 +267,9 @@ def test_ctrl_c_stops_serve_with_exit_0_after_relaying_everything_and_then_stops
     server = serve(state)
     try:
         server.wait_for("engine running")
-        url = (state / "nats.url").read_text().strip()
         [nats_pid] = server.nats_children()
 
-        async def busy() -> None:
-            nc = await nats.connect(url)
-            try:
-                for i in range(5):
-                    await request(nc, "rooms.cmd.create_room", command_id=f"create-{i}", unique_name=f"room-{i}")
-            finally:
-                await nc.close()
-
-        asyncio.run(busy())
+        asyncio.run(create_rooms(server.nats_url(), range(5)))
         code = server.interrupt()
     finally:
         server.kill()
@@ -202,13 +278,7 @@ def test_ctrl_c_stops_serve_with_exit_0_after_relaying_everything_and_then_stops
     assert "Traceback" not in server.stderr(), server.stderr()
     assert not Path(f"/proc/{nats_pid}").exists(), "the bundled nats-server outlived serve"
 
-    bare = EmbeddedNatsServer(state / "nats")
-    bare.start()
-    try:
-        stream = asyncio.run(stream_ids(bare.url))
-    finally:
-        bare.stop()
-    assert stream == log_ids(state)
+    assert stream_on_disk(state) == log_ids(state)
 
 
 def test_serve_on_an_external_nats_stops_with_exit_0_when_that_nats_is_down(

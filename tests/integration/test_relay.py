@@ -447,6 +447,23 @@ async def test_of_two_relays_on_one_store_only_the_lease_holder_publishes_and_th
         await nc.close()
 
 
+async def test_a_relay_started_again_under_the_name_of_one_that_died_takes_its_lease_back_at_once(
+    nats_server: EmbeddedNatsServer,
+) -> None:
+    nc = await connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        died = Lease(js, "rooms.relay.first", ttl_s=60.0)
+        assert await died.held()  # then its process is killed: the entry stays for a minute
+
+        assert not await Lease(js, "rooms.relay.other", ttl_s=60.0).held()
+        successor = Lease(js, "rooms.relay.first", ttl_s=60.0)  # serve's next relay process
+        assert await successor.held(), "the successor waited for its predecessor's entry to expire"
+        assert not await Lease(js, "rooms.relay.other", ttl_s=60.0).held()
+    finally:
+        await nc.close()
+
+
 async def test_a_lease_holder_kept_busy_by_commits_for_longer_than_the_lease_keeps_it_and_publishes_alone(
     nats_server: EmbeddedNatsServer, service: EngineService
 ) -> None:
