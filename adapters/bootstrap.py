@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from adapters.children import keep_running
 from adapters.clock import SystemClock, jittered_backoff
 from adapters.command_bus import CommandBus
 from adapters.config import Config
@@ -312,6 +313,17 @@ class Service:
         host = host or "127.0.0.1"
         engine_stopping = asyncio.Event()
         http = None
+        server = self.nats_server
+        keeping_nats = None
+        if server is not None:  # the bundled one: started again if it dies
+
+            async def start_nats() -> None:
+                await asyncio.to_thread(server.start)
+
+            restarted = metrics.nats_server_restarts.inc
+            keeping_nats = asyncio.create_task(
+                keep_running("nats-server", lambda: server.pid, server.wait, start_nats, on_restart=restarted)
+            )
         try:
             if signaling is not None:
                 await signaling.start()
@@ -399,6 +411,9 @@ class Service:
                 await asyncio.to_thread(relay.stop)  # it publishes what the last batches committed
                 relay = None
         finally:
+            if keeping_nats is not None:  # it would start the server again as it stops
+                keeping_nats.cancel()
+                await asyncio.gather(keeping_nats, return_exceptions=True)
             if http is not None:
                 await http.cleanup()
             try:

@@ -5,6 +5,7 @@
     openrooms_relay_lag_events                  committed but not yet acked by JetStream
     openrooms_relay_ack_seconds                 a relay batch: read from the log → its last JetStream ack
     openrooms_relay_restarts_total              relay processes started again after one exited by itself
+    openrooms_nats_server_restarts_total        bundled nats-servers started again after one exited by itself
     openrooms_read_model_lag_events             committed but not yet in the read model
     openrooms_rooms{status}                     read at scrape time from `counts()`
     openrooms_participants{status}              read at scrape time from `counts()`
@@ -151,6 +152,12 @@ class Metrics:
         self.relay_restarts = Counter(
             "relay_restarts",
             "Relay processes started again after one exited by itself",
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.nats_server_restarts = Counter(
+            "nats_server_restarts",
+            "Bundled nats-servers started again after one exited by itself",
             namespace=NAMESPACE,
             registry=self.registry,
         )

@@ -35,6 +35,7 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
+from adapters.children import keep_running
 from adapters.nats.lease import Lease
 from adapters.nats.relay import EventRelay, StreamSettings
 from adapters.pacing import Pacer
@@ -101,16 +102,11 @@ class RelayProcess:
         return self.process.exitcode
 
 
-RESTART_DELAY_S = 1.0
-"""How long serve waits before starting a relay process again after one exited by itself (a real
-wait, so that a relay that cannot start does not restart in a tight loop)."""
-
-
 class SupervisedRelay:
-    """The relay process, started again whenever it exits before `stop()`: killed by the kernel's
-    OOM killer or an operator, or crashed. Until then the stream and the read model would fall
-    behind; the next process resumes from the positions they stored. Its acks come on one channel
-    whichever process sends them."""
+    """The relay process, started again whenever it exits before `stop()` (adapters/children.py).
+    Until then the stream and the read model would fall behind; the next process resumes from
+    the positions they stored, under the same channel: its acks come where the first one's did,
+    and it takes the lease back at once (adapters/nats/lease.py)."""
 
     def __init__(self, start: Callable[[str], RelayProcess], *, on_restart: Callable[[], None] | None = None) -> None:
         self.channel = new_channel()
@@ -120,24 +116,17 @@ class SupervisedRelay:
 
     async def watch(self) -> None:
         """Start a new relay process each time the current one exits; until cancelled."""
-        loop = asyncio.get_running_loop()
-        while True:
-            process = self.current.process
-            exited = asyncio.Event()
-            loop.add_reader(process.sentinel, exited.set)  # readable once the process has exited
-            try:
-                await exited.wait()
-            finally:
-                loop.remove_reader(process.sentinel)
-            process.join()
-            logger.error(
-                "relay process %d exited with %s; starting another in %.0f s",
-                process.pid, process.exitcode, RESTART_DELAY_S,
-            )  # fmt: skip
-            await asyncio.sleep(RESTART_DELAY_S)
+
+        def wait() -> int | None:
+            self.current.process.join()
+            return self.current.process.exitcode
+
+        async def start() -> None:
             self.current = self._start(self.channel)
-            if self._on_restart is not None:
-                self._on_restart()
+
+        await keep_running(
+            "relay process", lambda: self.current.process.pid or 0, wait, start, on_restart=self._on_restart
+        )
 
     def stop(self) -> int | None:
         """Stop the current relay process (blocking; cancel `watch()` first); its exit code."""

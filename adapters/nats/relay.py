@@ -174,7 +174,7 @@ class EventRelay:
             except (TimeoutError, OSError, Exception) as exc:  # NATS down or slow: try again
                 failures += 1
                 delay = min(5.0, 0.1 * 2**failures)
-                logger.warning("relay paused (%s); retrying in %.1f s", exc, delay)
+                logger.warning("relay paused (%s: %s); retrying in %.1f s", type(exc).__name__, exc, delay)
                 await asyncio.sleep(delay)
                 continue
             self.wake.clear()

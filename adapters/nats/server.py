@@ -76,6 +76,16 @@ class EmbeddedNatsServer:
                 time.sleep(0.02)  # polling a child's socket for readiness: there is no event to wait on
         logger.info("nats-server %d listening on %s", self.process.pid, self.url)
 
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "not started"
+        return self.process.pid
+
+    def wait(self) -> int:
+        """Block until the server process exits (reaping it); its exit status."""
+        assert self.process is not None, "not started"
+        return self.process.wait()
+
     def stop(self, timeout: float = 10.0) -> None:
         if self.process is None or self.process.poll() is not None:
             return

@@ -16,12 +16,14 @@ import os
 import signal
 import socket
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import nats
+import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
@@ -84,15 +86,31 @@ def log_ids(state_dir: Path) -> list[str]:
         app.close()
 
 
-def read_model_lag_reaches_zero(http: str) -> bool:
-    """Whether serve's /metrics shows `openrooms_read_model_lag_events 0` within TIMEOUT."""
+def eventually(check: Callable[[], bool]) -> bool:
+    """Whether `check()` holds within TIMEOUT, polled: for what serve shows only over HTTP, which
+    has no push to wait on instead."""
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"{http}/metrics", timeout=REQUEST_TIMEOUT) as response:
-            if "\nopenrooms_read_model_lag_events 0.0\n" in response.read().decode():
-                return True
-        time.sleep(0.05)  # polling a metric that has no push: nothing to wait on instead
+        if check():
+            return True
+        time.sleep(0.05)
     return False
+
+
+def read_model_lag_is_zero(http: str) -> bool:
+    """Whether serve's /metrics shows `openrooms_read_model_lag_events 0`."""
+    with urllib.request.urlopen(f"{http}/metrics", timeout=REQUEST_TIMEOUT) as response:
+        return "\nopenrooms_read_model_lag_events 0.0\n" in response.read().decode()
+
+
+def healthy(http: str) -> bool:
+    """Whether serve's /healthz answers 200 (503 while its NATS connection is down)."""
+    try:
+        with urllib.request.urlopen(f"{http}/healthz", timeout=REQUEST_TIMEOUT):
+            return True
+    except urllib.error.HTTPError as error:
+        error.close()
+        return False
 
 
 def test_serve_answers_over_its_bundled_nats_and_keeps_rooms_command_ids_and_the_stream_across_a_restart(
@@ -124,7 +142,7 @@ def test_serve_answers_over_its_bundled_nats_and_keeps_rooms_command_ids_and_the
         assert (room["unique_name"], alice["room_sid"], alice["status"]) == ("standup", room["sid"], "connected")
         # Nobody queried: the read model catches up with the commits all the same.
         [http] = [line.split()[2] for line in first.lines if line.startswith("openrooms: HTTP ")]
-        assert read_model_lag_reaches_zero(http)
+        assert eventually(lambda: read_model_lag_is_zero(http))
         code = first.stop()
     finally:
         first.kill()
@@ -225,8 +243,15 @@ def metric(http: str, name: str) -> str:
     return line.split()[1]
 
 
-def test_a_relay_process_that_dies_under_serve_is_started_again_and_the_stream_still_equals_the_log(
-    tmp_path: Path, serve: Callable[..., Any]
+@pytest.mark.parametrize(
+    ("child", "logged_as", "restarts"),
+    [
+        (PROCESS_NAME, "relay process", "openrooms_relay_restarts_total"),
+        ("nats-server", "nats-server", "openrooms_nats_server_restarts_total"),
+    ],
+)
+def test_a_child_of_serve_killed_under_it_is_started_again_and_the_stream_still_equals_the_log(
+    tmp_path: Path, serve: Callable[..., Any], child: str, logged_as: str, restarts: str
 ) -> None:
     state = tmp_path / "state"
     server = serve(state)
@@ -234,27 +259,36 @@ def test_a_relay_process_that_dies_under_serve_is_started_again_and_the_stream_s
         server.wait_for("engine running")
         url, http = server.nats_url(), server.http_url()
 
-        async def scenario() -> tuple[int, int]:
-            nc = await nats.connect(url)
+        async def scenario() -> int:
+            back = asyncio.Event()
+
+            async def reconnected() -> None:
+                back.set()
+
+            nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.1, reconnected_cb=reconnected)
             try:
                 await relayed(nc, state, lambda: create_rooms(url, range(3)))
-                [killed] = server.children(PROCESS_NAME)
+                [killed] = server.children(child)
                 os.kill(killed, signal.SIGKILL)  # the OOM killer, say
+                if child == "nats-server":  # every connection is down until serve starts it again
+                    async with asyncio.timeout(TIMEOUT):
+                        await back.wait()
+                    assert await asyncio.to_thread(eventually, lambda: healthy(http)), "serve did not reconnect"
                 await relayed(nc, state, lambda: create_rooms(url, range(3, 6)))
-                [started] = server.children(PROCESS_NAME)
-                return killed, started
+                return killed
             finally:
                 await nc.close()
 
-        killed, started = asyncio.run(scenario())
+        killed = asyncio.run(scenario())
+        [started] = server.children(child)
         assert started != killed
-        assert metric(http, "openrooms_relay_restarts_total") == "1.0"
+        assert metric(http, restarts) == "1.0"
         code = server.stop()
     finally:
         server.kill()
     assert code == 0, server.stderr()
-    assert f"relay process {killed} exited with -9; starting another" in server.stderr()
-
+    assert f"{logged_as} {killed} exited with -9; starting another" in server.stderr()
+    assert not Path(f"/proc/{started}").exists(), f"the restarted {child} outlived serve"
     stream = stream_on_disk(state)
     assert stream == log_ids(state), "the stream after the restart: every event, once, in log order"
     assert len(stream) >= 6
