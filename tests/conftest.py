@@ -247,7 +247,11 @@ class ServeProcess:
         return code
 
     def kill(self) -> None:
+        """SIGKILL, and to its bundled nats-server too (in a session of its own, it would outlive
+        serve): a failing test leaves nothing running."""
         if self.process.poll() is None:
+            for pid in self.nats_children():
+                os.kill(pid, signal.SIGKILL)
             self.process.kill()
             self.process.wait(SERVE_TIMEOUT)
 

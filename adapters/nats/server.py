@@ -2,13 +2,19 @@
 
 `openrooms serve` starts one on a free loopback port with JetStream in the state directory
 unless `--nats` names an existing server; its URL is written to `<state dir>/nats.url` so the
-operator CLI finds it.
+operator CLI finds it. Its process id is kept in `<JetStream dir>/nats-server.pid`: a server
+left running by a `kill -9` of serve (it runs in a session of its own, so that Ctrl-C reaches
+serve alone) is stopped by the next start on the same directory, before two servers share it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import select
 import shutil
+import signal
 import socket
 import subprocess
 import sysconfig
@@ -52,8 +58,13 @@ class EmbeddedNatsServer:
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
 
+    @property
+    def pid_file(self) -> Path:
+        return self.store_dir / "nats-server.pid"
+
     def start(self, timeout: float = 10.0) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        self._stop_left_over(timeout)
         log = (self.store_dir / "nats-server.log").open("ab")
         command = [nats_server_binary(), "-a", self.host, "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
         # Its own session: a terminal's Ctrl-C (SIGINT to the foreground process group) reaches
@@ -74,7 +85,33 @@ class EmbeddedNatsServer:
                     self.stop()
                     raise NatsServerError(f"nats-server did not accept connections on {self.url}") from None
                 time.sleep(0.02)  # polling a child's socket for readiness: there is no event to wait on
+        self.pid_file.write_text(f"{self.process.pid}\n")
         logger.info("nats-server %d listening on %s", self.process.pid, self.url)
+
+    def _stop_left_over(self, timeout: float) -> None:
+        """Stop a nats-server an earlier run left on this JetStream directory (SIGTERM, then
+        SIGKILL after `timeout`); nothing if the recorded process is gone or is something else."""
+        try:
+            pid = int(self.pid_file.read_text())
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):  # no file, no such process, or no /proc
+            return
+        if (
+            not command
+            or Path(os.fsdecode(command[0])).name != "nats-server"
+            or str(self.store_dir).encode() not in command
+        ):
+            return
+        logger.warning("nats-server %d of an earlier run still serves %s; stopping it", pid, self.store_dir)
+        with contextlib.suppress(ProcessLookupError):
+            handle = os.pidfd_open(pid)
+            try:
+                os.kill(pid, signal.SIGTERM)
+                if not select.select([handle], [], [], timeout)[0]:  # readable once it has exited
+                    os.kill(pid, signal.SIGKILL)
+                    select.select([handle], [], [], timeout)
+            finally:
+                os.close(handle)
 
     @property
     def pid(self) -> int:
@@ -95,6 +132,7 @@ class EmbeddedNatsServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout)
+        self.pid_file.unlink(missing_ok=True)
         logger.info("nats-server stopped")
 
 
