@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from adapters import stacks
 from adapters.bootstrap import build_service, open_application
 from adapters.config import FLAG_SETTINGS, ROLES, ROOM_TYPES, Config, load_config
 from adapters.operator import OperatorError, list_rooms, run_command, show_room, tail_events
@@ -152,6 +153,13 @@ async def _serve(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    stacks.on_signal(loop)
+
+    async def report_if_slow() -> None:
+        await stopping.wait()
+        await stacks.report_slow_stop()
+
+    reporter = asyncio.create_task(report_if_slow())
     _print_banner(config)
     print(f"openrooms: NATS {service.nats_url}", flush=True)
     runner = asyncio.create_task(service.run(stopping, started))
@@ -162,7 +170,10 @@ async def _serve(config: Config) -> int:
             flush=True,
         )
         print(f"openrooms: engine running, role {config.role} (Ctrl-C or SIGTERM to stop)", flush=True)
-    await runner
+    try:
+        await runner
+    finally:
+        reporter.cancel()
     print("openrooms: stopped", flush=True)
     return 0
 

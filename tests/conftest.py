@@ -241,7 +241,11 @@ class ServeProcess:
         return self.exit_code()
 
     def exit_code(self) -> int:
-        code = self.process.wait(SERVE_TIMEOUT)
+        try:
+            code = self.process.wait(SERVE_TIMEOUT)
+        except subprocess.TimeoutExpired:  # its stderr holds the stacks it dumped after STOP_REPORT_S
+            self.kill()
+            raise AssertionError(f"serve did not stop in {SERVE_TIMEOUT} s; its stderr:\n{self.stderr()}") from None
         while (line := self._queue.get(timeout=SERVE_TIMEOUT)) is not None:
             self.lines.append(line)
         return code

@@ -342,3 +342,23 @@ def test_serve_on_an_external_nats_stops_with_exit_0_when_that_nats_is_down(
     assert code == 0, server.stderr()
     assert server.lines[-1] == "openrooms: stopped"
     assert "Traceback" not in server.stderr(), server.stderr()
+
+
+def test_sigusr1_writes_every_thread_and_task_stack_to_stderr_and_serve_keeps_serving(
+    tmp_path: Path, serve: Callable[..., Any]
+) -> None:
+    server = serve(tmp_path / "state")
+    try:
+        server.wait_for("engine running")
+        os.kill(server.process.pid, signal.SIGUSR1)  # what an operator does to see where a service is
+        assert eventually(lambda: "--- end of stacks ---" in server.stderr()), server.stderr()
+        asyncio.run(create_rooms(server.nats_url(), range(2)))
+        code = server.stop()
+    finally:
+        server.kill()
+    assert code == 0, server.stderr()
+    dumped = server.stderr()
+    assert "Current thread" in dumped or "Thread 0x" in dumped, "the threads' stacks"
+    assert "asyncio tasks:" in dumped
+    assert 'adapters/bootstrap.py", line' in dumped and ", in run\n" in dumped, "the service task's stack"
+    assert "still stopping" not in dumped, "a prompt stop reports nothing"
