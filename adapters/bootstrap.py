@@ -32,6 +32,7 @@ from adapters.store.recent_rows import RecentRows
 from adapters.store.sql import Database
 from adapters.store.sqlite import CommandLogSQLiteRecorder
 from adapters.store.url import parse_store_url
+from adapters.tasks import cancel_and_wait
 from adapters.webhooks import Webhooks, WebhookSettings, build_webhooks
 from adapters.webhooks.delivery import Delivery
 from domain import room
@@ -148,9 +149,7 @@ class EngineService:
                 group.create_task(self.webhooks.run()),
             ]
             await stopping.wait()
-            for task in loops:
-                task.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
+            await cancel_and_wait(loops)
             await asyncio.to_thread(self.scheduler.close)  # its last store query, if any, ends
             self.bus.stop()
             await bus
@@ -406,14 +405,12 @@ class Service:
                 await queries.stop()
                 engine_stopping.set()
                 await engine_task
-                wake_task.cancel()
-                watch_task.cancel()
+                await cancel_and_wait([wake_task, watch_task])
                 await asyncio.to_thread(relay.stop)  # it publishes what the last batches committed
                 relay = None
         finally:
             if keeping_nats is not None:  # it would start the server again as it stops
-                keeping_nats.cancel()
-                await asyncio.gather(keeping_nats, return_exceptions=True)
+                await cancel_and_wait([keeping_nats])
             if http is not None:
                 await http.cleanup()
             try:

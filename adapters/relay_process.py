@@ -40,6 +40,7 @@ from adapters.nats.lease import Lease
 from adapters.nats.relay import EventRelay, StreamSettings
 from adapters.pacing import Pacer
 from adapters.store.read_model import FOLLOW_STEP, Follower
+from adapters.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 STOP_SECONDS = 30.0
@@ -201,9 +202,7 @@ async def _relay(
         await nc.subscribe(WAKE_SUBJECT, cb=_waker(relay.wake.set, follow.set))
         running = [asyncio.create_task(relay.run()), asyncio.create_task(_follow(follower, follow, relay))]
         await stop
-        for task in running:
-            task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
+        await cancel_and_wait(running)
         try:
             # What the engine's last batches committed, unless another relay publishes.
             while nc.is_connected and await relay.leads() and await relay.relay_once():

@@ -27,6 +27,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from adapters.tasks import cancel_and_wait
 from media.session.errors import SessionError
 from media.signaling.connection import Connection
 from media.signaling.errors import ConnectionClosedError
@@ -108,11 +109,7 @@ async def bridge(nc: Client, conn: Connection, worker_id: str, *, ping_s: float 
         try:
             done, _pending = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for pump in pumps:
-                pump.cancel()
-            for pump in pumps:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pump
+            await cancel_and_wait(pumps)
         for pump in done:
             pump.result()  # an InvalidMessageError from the client reaches the route (53004)
     finally:
@@ -279,13 +276,11 @@ class BridgeServer:
 
     async def stop(self) -> None:
         if self._watchdog is not None:
-            self._watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watchdog
+            await cancel_and_wait([self._watchdog])
         if self._subscription is not None:
             with contextlib.suppress(Exception):
                 await self._subscription.unsubscribe()
         for _conn, task in list(self._connections.values()):
-            task.cancel()
+            task.cancel()  # once: its session's cleanup (conn.stop()) runs to the end
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -22,6 +22,8 @@ from nats.js.api import KeyValueConfig
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
+from adapters.tasks import cancel_and_wait
+
 logger = logging.getLogger(__name__)
 BUCKET = "MEDIA_WORKERS"
 HEARTBEAT_S = 2.0
@@ -74,11 +76,7 @@ class WorkerRegistry:
             await self._ready.wait()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         if self._kv is not None:
             with contextlib.suppress(Exception):  # NATS may be gone already at shutdown
                 await self._kv.delete(self.worker_id)
