@@ -160,7 +160,8 @@ class Room:
             waiter = self._waiters[track_id] = asyncio.get_running_loop().create_future()
             self._revision += 1
             await self._send_update(offer=True)
-        publication.sid = await asyncio.wait_for(waiter, timeout)
+        async with asyncio.timeout(timeout):
+            publication.sid = await waiter
         return publication
 
     async def unpublish(self, publication: LocalTrackPublication) -> None:
@@ -195,7 +196,8 @@ class Room:
                 reader = self._reader
                 if reader is not None and reader is not asyncio.current_task():
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(asyncio.shield(reader), timeout)
+                        async with asyncio.timeout(timeout):
+                            await asyncio.shield(reader)
         await self._end(None)
 
     async def wait_for(self, event_type: type[E], where: Callable[[E], bool] | None = None, timeout: float = 20.0) -> E:

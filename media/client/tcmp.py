@@ -119,8 +119,9 @@ class TcmpClient:
         watchdog = MISSED_HEARTBEATS * self.negotiated_timeout_ms / 1000
         try:
             while True:
-                try:
-                    message = await asyncio.wait_for(self._ws.receive(), watchdog)
+                try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow close()'s cancel
+                    async with asyncio.timeout(watchdog):
+                        message = await self._ws.receive()
                 except TimeoutError:
                     self.error = SignalingConnectionError("missed 3 heartbeats", code=53002)
                     await self._shut(CLOSE_HEARTBEATS_MISSED)
