@@ -97,10 +97,11 @@ def eventually(check: Callable[[], bool]) -> bool:
     return False
 
 
-def read_model_lag_is_zero(http: str) -> bool:
-    """Whether serve's /metrics shows `openrooms_read_model_lag_events 0`."""
+def metric(http: str, name: str) -> str:
+    """The value of the unlabelled metric `name` on serve's /metrics."""
     with urllib.request.urlopen(f"{http}/metrics", timeout=REQUEST_TIMEOUT) as response:
-        return "\nopenrooms_read_model_lag_events 0.0\n" in response.read().decode()
+        [line] = [line for line in response.read().decode().splitlines() if line.startswith(f"{name} ")]
+    return line.split()[1]
 
 
 def healthy(http: str) -> bool:
@@ -121,7 +122,7 @@ def test_serve_answers_over_its_bundled_nats_and_keeps_rooms_command_ids_and_the
     first = serve(state, "--public-url", PUBLIC_URL)
     try:
         first.wait_for("engine running")
-        url = (state / "nats.url").read_text().strip()
+        url = first.nats_url()
         assert f"openrooms: NATS {url}" in first.lines
         [nats_pid] = first.nats_children()
 
@@ -141,8 +142,8 @@ def test_serve_answers_over_its_bundled_nats_and_keeps_rooms_command_ids_and_the
         room, alice = asyncio.run(day_one())
         assert (room["unique_name"], alice["room_sid"], alice["status"]) == ("standup", room["sid"], "connected")
         # Nobody queried: the read model catches up with the commits all the same.
-        [http] = [line.split()[2] for line in first.lines if line.startswith("openrooms: HTTP ")]
-        assert eventually(lambda: read_model_lag_is_zero(http))
+        http = first.http_url()
+        assert eventually(lambda: metric(http, "openrooms_read_model_lag_events") == "0.0")
         code = first.stop()
     finally:
         first.kill()
@@ -155,7 +156,7 @@ def test_serve_answers_over_its_bundled_nats_and_keeps_rooms_command_ids_and_the
     second = serve(state, "--public-url", PUBLIC_URL)
     try:
         second.wait_for("engine running")
-        url = (state / "nats.url").read_text().strip()
+        url = second.nats_url()
         [nats_pid] = second.nats_children()
 
         async def day_two() -> list[str]:
@@ -235,12 +236,6 @@ async def create_rooms(url: str, numbers: range) -> None:
             await request(nc, "rooms.cmd.create_room", command_id=f"create-{i}", unique_name=f"room-{i}")
     finally:
         await nc.close()
-
-
-def metric(http: str, name: str) -> str:
-    with urllib.request.urlopen(f"{http}/metrics", timeout=REQUEST_TIMEOUT) as response:
-        [line] = [line for line in response.read().decode().splitlines() if line.startswith(f"{name} ")]
-    return line.split()[1]
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import pytest
 
 from adapters import children
 from adapters.children import keep_running
+from adapters.tasks import cancel_and_wait
 
 TIMEOUT = 10.0
 """Never reached when it works."""
@@ -40,7 +41,6 @@ async def test_a_child_that_exits_is_started_again_and_a_start_that_fails_is_ret
         assert running[0].returncode == 3, "the dead child was reaped"
         assert len(running) == 2 and running[1].poll() is None, "the new child runs"
     finally:
-        keeping.cancel()
-        await asyncio.gather(keeping, return_exceptions=True)
+        await cancel_and_wait([keeping])
         running[-1].kill()
         running[-1].wait()
