@@ -45,6 +45,12 @@ engine's /healthz `relay_lag_events` is 0). Each phase lasts `--seconds`:
    is reported too, and with several engines the events delivered twice (each engine runs a
    relay; JetStream keeps one copy, core subscribers get both).
 
+4. The floor, a second baseline for (1) and (2): tests/bench/nats/floor.py, a responder in a process
+   of its own with the engine's client library and store and nothing else (decode, one SQLite
+   transaction per arrived batch holding an event row and a result row per command, reply). The
+   same open-loop rates and closed-loop requesters; what it reaches bounds what any engine on
+   this stack and machine can.
+
 CPU over each phase, from /proc: the engine process(es) (and their main threads, which run the
 event loop), the relay process(es), nats-server, the echo responder, the load and publisher
 processes (their own account), this process, every other process on the machine, idle and
@@ -67,7 +73,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -78,6 +83,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import msgspec
 import nats
+from floor import stop_requested
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import StorageType, StreamConfig
@@ -86,6 +92,7 @@ from serving import wait_running
 SUBJECT = "rooms.cmd.set_track_enabled"
 ECHO = "bench.echo"
 ECHO_QUEUE = "bench-echo"
+FLOOR = "bench.floor"  # tests/bench/nats/floor.py
 EVENTS = "rooms.evt.>"
 BASELINE_STREAM = "BENCH_BASELINE"
 BASELINE_PREFIX = "bench."
@@ -156,7 +163,7 @@ async def wait_for_start() -> float:
 async def run_load(job: Job) -> LoadResult:
     nc = await nats.connect(job.url)
     result = LoadResult(sent=[0] * len(job.targets))
-    is_command = job.subject == SUBJECT
+    is_command = job.subject in (SUBJECT, FLOOR)
 
     def answered(reply: bytes, sent: float, scheduled: float) -> None:
         done = time.perf_counter()
@@ -259,15 +266,7 @@ async def run_publish(job: PublishJob) -> PublishResult:
 async def run_echo(url: str) -> None:
     """The baseline responder: the request body back, from a queue-group subscription."""
     nc = await nats.connect(url)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stopping.set)
-
-    def orphaned() -> None:  # stdin closes when the benchmark is gone, however it ended
-        sys.stdin.read()
-        loop.call_soon_threadsafe(stopping.set)
-
-    threading.Thread(target=orphaned, daemon=True).start()
+    stopping = stop_requested()
 
     async def respond(msg: Msg) -> None:
         await msg.respond(msg.data)
@@ -347,6 +346,7 @@ class Service:
     nats_pid: int | None = None
     nats_cmdline: str = ""
     echo: subprocess.Popen[str] | None = None
+    floor: subprocess.Popen[str] | None = None
     url: str = ""
 
     def start(self, count: int, store: str | None = None) -> None:
@@ -367,14 +367,21 @@ class Service:
             if k == 0:
                 self.url = (state / "nats.url").read_text().strip()
             self.find_children(engine, bundled_nats=k == 0)
-        self.echo = subprocess.Popen(
-            [sys.executable, __file__, "--echo", self.url],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=(self.workdir / "echo.log").open("w"), text=True,
-            env=clean_env(), cwd=ROOT,
+        self.echo = self.responder("echo", [__file__, "--echo", self.url])
+        floor = Path(__file__).with_name("floor.py")
+        self.floor = self.responder("floor", [str(floor), self.url, str(self.workdir / "floor.sqlite")])
+
+    def responder(self, name: str, argv: list[str]) -> subprocess.Popen[str]:
+        """A baseline responder's process (`python argv`), once it says it is subscribed."""
+        log = self.workdir / f"{name}.log"
+        process = subprocess.Popen(
+            [sys.executable, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log.open("w"),
+            text=True, env=clean_env(), cwd=ROOT,
         )  # fmt: skip
-        assert self.echo.stdout is not None
-        if self.echo.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"the echo responder did not start: {(self.workdir / 'echo.log').read_text()[-3000:]}")
+        assert process.stdout is not None
+        if process.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the {name} responder did not start: {log.read_text()[-3000:]}")
+        return process
 
     def find_children(self, engine: Engine, bundled_nats: bool) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -392,7 +399,7 @@ class Service:
     def stop(self) -> None:
         """SIGTERM to the echo responder, the joined engines, then the first (its nats-server is
         the others'); killed after 30 s. Then their relays and nats-server, should any remain."""
-        groups: list[list[subprocess.Popen[str]]] = [[self.echo] if self.echo else []]
+        groups: list[list[subprocess.Popen[str]]] = [[p for p in (self.echo, self.floor) if p is not None]]
         groups += [[e.process for e in self.engines[1:]], [e.process for e in self.engines[:1]]]
         for group in groups:
             for process in group:
@@ -552,6 +559,7 @@ class Bench:
             "relays": sum(proc_cpu(e.relay) for e in service.engines if e.relay is not None),
             "nats-server": proc_cpu(service.nats_pid) if service.nats_pid is not None else 0.0,
             "echo": proc_cpu(service.echo.pid) if service.echo is not None else 0.0,
+            "floor": proc_cpu(service.floor.pid) if service.floor is not None else 0.0,
             "helpers": sum(proc_cpu(pid) for pid in helpers),
             "bench": proc_cpu(os.getpid()),
             "idle": machine_idle()[0],
@@ -712,11 +720,14 @@ async def measure(service: Service, args: argparse.Namespace) -> Results:
         latency["ours"] = await bench.open_loop(f"set_track_enabled, {rate:,.0f}/s open loop", SUBJECT, rate, seconds)
         await bench.relay_drained()
         during_rate, _ = relay_lag(bench.events, mark, len(bench.events.seen))
+        latency["floor"] = await bench.open_loop(f"floor, {rate:,.0f}/s open loop", FLOOR, rate, seconds)
         latency["echo low"] = await bench.open_loop(f"echo, {low:,.0f}/s open loop", ECHO, low, seconds)
         latency["ours low"] = await bench.open_loop(f"set_track_enabled, {low:,.0f}/s open loop", SUBJECT, low, seconds)
         await bench.relay_drained()
+        latency["floor low"] = await bench.open_loop(f"floor, {low:,.0f}/s open loop", FLOOR, low, seconds)
         procs = f"{args.clients} requesters in {args.procs} processes"
         throughput = {"echo": await bench.closed_loop(f"echo, {procs}", ECHO, seconds)}
+        throughput["floor"] = await bench.closed_loop(f"floor, {procs}", FLOOR, seconds)
         metrics0, mark = await bench.histograms(), len(bench.events.seen)
         throughput["ours"] = await bench.closed_loop(f"set_track_enabled, {procs}", SUBJECT, seconds)
         await bench.relay_drained()
@@ -752,12 +763,12 @@ def ratio(ours: float, base: float) -> str:
     return f"{ours / base:.2f}x" if base and not math.isnan(base) and not math.isnan(ours) else ""
 
 
-def latency_rows(ours: Phase, echo: Phase, rate: float) -> None:
+def latency_rows(ours: Phase, echo: Phase, rate: float, what: str = "set_track_enabled") -> None:
     p50, p99 = percentile(ours.latencies(), 50), percentile(ours.latencies(), 99)
     e50, e99 = percentile(echo.latencies(), 50), percentile(echo.latencies(), 99)
     s99, es99 = percentile(ours.latencies(True), 99), percentile(echo.latencies(True), 99)
     shape = f"{rate:,.0f}/s offered, open loop, {ours.ok + ours.failures:,} requests"
-    print(f"| set_track_enabled p50, {shape} | {ms(p50)} | {ms(e50)} (echo responder) | {ratio(p50, e50)} |")
+    print(f"| {what} p50, {shape} | {ms(p50)} | {ms(e50)} (echo responder) | {ratio(p50, e50)} |")
     print(f"| set_track_enabled p99, same run | {ms(p99)} | {ms(e99)} (echo responder) | {ratio(p99, e99)} |")
     print(f"| p99 from the scheduled send time (sender lag included) | {ms(s99)} | {ms(es99)} | {ratio(s99, es99)} |")
     print(f"| failed or timed-out requests | {ours.failures} | {echo.failures} | |")
@@ -824,9 +835,33 @@ def report(args: argparse.Namespace, r: Results) -> None:
     )
     print(f"| events delivered again (one relay per engine process; JetStream keeps one) | {lag.repeats:,} | | |")
     print()
+    floor_rows(args, r)
+    print()
     phases = [*r.latency.values(), *r.throughput.values(), r.baseline]
     cpu_table(phases, {r.throughput["ours"].name, r.latency["ours"].name, r.latency["ours low"].name})
     sys.stdout.flush()
+
+
+def floor_rows(args: argparse.Namespace, r: Results) -> None:
+    """The floor responder (tests/bench/nats/floor.py: decode, one durable write per batch, reply;
+    nothing of the engine's domain, relay or read model) against the echo, then against ours."""
+    print("The floor (tests/bench/nats/floor.py), same runs' shape: what the client library and the store alone allow")
+    print()
+    print("| measure | floor | echo responder | floor / echo | ours / floor |")
+    print("|---|---|---|---|---|")
+    for key, rate in (("", args.rate), (" low", args.low_rate)):
+        floor, echo, ours = (r.latency[name + key] for name in ("floor", "echo", "ours"))
+        for p in (50, 99):
+            f, e, o = (percentile(phase.latencies(), p) for phase in (floor, echo, ours))
+            print(
+                f"| p{p}, {rate:,.0f}/s offered, open loop, {floor.ok + floor.failures:,} requests "
+                f"({floor.failures} failed) | {ms(f)} | {ms(e)} | {ratio(f, e)} | {ratio(o, f)} |"
+            )
+    floor, echo, ours = (r.throughput[name] for name in ("floor", "echo", "ours"))
+    print(
+        f"| commands/s, {args.clients} requesters in {args.procs} load processes ({floor.failures} failed) "
+        f"| {floor.rate:,.0f} | {echo.rate:,.0f} | {ratio(floor.rate, echo.rate)} | {ratio(ours.rate, floor.rate)} |"
+    )
 
 
 CPU_COLUMNS = [
@@ -835,6 +870,7 @@ CPU_COLUMNS = [
     ("relays", "relay process(es)"),
     ("nats-server", "nats-server"),
     ("echo", "echo responder"),
+    ("floor", "floor responder"),
     ("helpers", "load / publisher processes"),
     ("bench", "this process (subscriber)"),
 ]
