@@ -1,6 +1,7 @@
 """Group commit on the event loop: commands that arrive together are decided and written together.
 
-Callers `await bus.execute(command)` on the event loop. The bus's one drain task takes every
+Callers `await bus.execute(command)` on the event loop, or `submit(command)` and are called back
+through `on_resolved` (the NATS command service: no task per request). The bus's one drain task takes every
 command queued since it last looked (up to `max_batch`), has the engine decide them on its
 in-memory state, writes the batch's events and results in one transaction and resolves the
 callers' futures: all on the event loop's thread, with no hand-off to another thread and back.
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from eventsourcing.persistence import IntegrityError
 
@@ -39,18 +40,26 @@ class CommandBus:
         self.batches = 0
         self.after_batch: list[Callable[[], None]] = []
         """Called after each batch that committed, once its callers have had their turn."""
+        self.on_resolved: list[Callable[[], Awaitable[None]]] = []
+        """Awaited by the drain task as soon as a batch's futures are resolved (committed or
+        failed), before anything else runs: `submit` callers send their replies from here."""
         self._incoming: list[Waiter] = []
         self._arrived: asyncio.Event | None = None
         self._stopping = False
 
     async def execute(self, command: Command) -> CommandResult:
+        return await self.submit(command)
+
+    def submit(self, command: Command) -> asyncio.Future[CommandResult]:
+        """Queue `command` for the next batch (on the event loop); its future is resolved once the
+        batch is committed (or has failed), just before the `on_resolved` hooks run."""
         if self._stopping:
             raise RuntimeError("the engine is stopping and takes no new commands")
         future: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
         self._incoming.append((command, future))
         if self._arrived is not None:
             self._arrived.set()
-        return await future
+        return future
 
     async def run(self) -> None:
         """Process commands until `stop()`; finishes what was queued before stopping."""
@@ -65,6 +74,11 @@ class CommandBus:
                     batch = self._incoming[: self.max_batch]
                     del self._incoming[: self.max_batch]
                     committed = await self._run_batch(batch)
+                    for resolved in self.on_resolved:
+                        try:
+                            await resolved()
+                        except Exception:  # a bug there must not stop the bus
+                            logger.exception("a command bus hook failed")
                     await self._let_callers_run()
                     if committed:  # the followers, once the replies are out
                         for hook in self.after_batch:

@@ -10,13 +10,15 @@ produced, in Twilio's JSON shape, read with read-your-writes from the read model
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, NamedTuple
 
 import msgspec
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from adapters import twilio_shapes as shapes
 from adapters.command_bus import CommandBus
@@ -35,7 +37,23 @@ QUEUE = "openrooms-engine"
 _DECODERS = {name: msgspec.json.Decoder(cls) for name, cls in cmd.COMMAND_TYPES.items()}
 
 
+class _Waiting(NamedTuple):
+    """A request submitted to the bus, waiting for its batch."""
+
+    msg: Msg
+    name: str
+    command: cmd.Command
+    future: asyncio.Future[CommandResult]
+    began: float
+
+
 class CommandService(Responder):
+    """Requests the engine decides itself go straight to the bus from the subscription's callback
+    (decoded there, no task per request) and are answered from the bus's drain task as soon as
+    their batch is resolved (`CommandBus.on_resolved`): nothing else runs between a commit and its
+    replies. A request forwarded to another engine, or whose resource must be read from the
+    database, gets a task of its own."""
+
     subject = SUBJECT
     queue = QUEUE
 
@@ -59,9 +77,98 @@ class CommandService(Responder):
         self.base_url = base_url.rstrip("/")
         self.observe = observe
         self.ready = ready
+        """Awaited before reading the produced resource (read-your-writes without a query per reply)."""
         self.recent = recent
         """Rows the follower just wrote: replies read them without a database round trip."""
-        """Awaited before reading the produced resource (read-your-writes without a query per reply)."""
+        self._waiting: list[_Waiting] = []
+        self._later: set[asyncio.Task[None]] = set()
+        """Replies that read their resource from the database first."""
+        self._answered = asyncio.Event()
+        """Set whenever no submitted request waits for its reply."""
+        self._answered.set()
+
+    async def start(self) -> None:
+        self.bus.on_resolved.append(self._send_replies)
+        await super().start()
+
+    async def stop(self) -> None:
+        """Stop taking requests, then answer those submitted or in flight."""
+        await super().stop()
+        await self._answered.wait()
+        with contextlib.suppress(ValueError):
+            self.bus.on_resolved.remove(self._send_replies)
+
+    async def _receive(self, msg: Msg) -> None:
+        name = msg.subject.rsplit(".", 1)[-1]
+        if self.peers is not None and self.peers.owner_elsewhere(msg.data) is not None:
+            await super()._receive(msg)  # forwarded: a task waits for the owner's reply
+            return
+        began = time.perf_counter()
+        command = self._decode(name, msg.data)
+        if isinstance(command, bytes):
+            await self._respond(msg, command)
+            return
+        try:
+            future = self.bus.submit(command)
+        except RuntimeError:  # the engine is stopping
+            await self._respond(msg, self._failed(name, began))
+            return
+        self._waiting.append(_Waiting(msg, name, command, future, began))
+        self._answered.clear()
+
+    async def _send_replies(self) -> None:
+        """The replies to the requests whose batch was just resolved (the bus's drain task)."""
+        waiting, self._waiting = self._waiting, []
+        for request in waiting:
+            if not request.future.done():
+                self._waiting.append(request)  # in a later batch
+            elif not request.future.cancelled():
+                await self._reply_to(request)
+        self._note_answered()
+
+    def _note_answered(self) -> None:
+        if not self._waiting and not self._later:
+            self._answered.set()
+
+    async def _reply_to(self, request: _Waiting) -> None:
+        msg, name, command, future, began = request
+        if (error := future.exception()) is not None:
+            logger.error("command %s failed", name, exc_info=error)
+            reply = self._failed(name, began)
+        else:
+            shaped = self._shape(command, future.result())
+            if shaped is None:  # the resource is not among the rows just committed: read it
+                self._spawn(self._reply_later(request))
+                return
+            reply = self._done(name, began, *shaped)
+        await self._respond(msg, reply)  # nats-py queues it for its flusher: no wait, unless its buffer is full
+
+    async def _reply_later(self, request: _Waiting) -> None:
+        msg, name, command, future, began = request
+        try:
+            reply = self._done(name, began, *(await self._read_and_shape(command, future.result())))
+        except Exception:
+            logger.exception("command %s failed", name)
+            reply = self._failed(name, began)
+        await self._respond(msg, reply)
+
+    async def _respond(self, msg: Msg, reply: bytes) -> None:
+        if not msg.reply:
+            return
+        try:
+            await msg.respond(reply)
+        except Exception as exc:  # the connection is closing or reconnecting: the requester times out
+            logger.warning("could not reply on %s: %s", msg.subject, exc)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._later.add(task)
+        self._answered.clear()
+        task.add_done_callback(self._later_done)
+
+    def _later_done(self, task: asyncio.Task[None]) -> None:
+        self._later.discard(task)
+        self._note_answered()
 
     async def answer(self, name: str, data: bytes) -> bytes:
         """The reply to command `name`: from the engine owning its room, or decided here."""
@@ -70,41 +177,64 @@ class CommandService(Responder):
         return await self.reply(name, data)
 
     async def reply(self, name: str, data: bytes) -> bytes:
-        """Execute the command `name` with the JSON body `data` here; the reply envelope.
+        """Execute the command `name` with the JSON body `data` here, awaiting it; the reply envelope.
 
-        The one way a command is executed, whatever carried it (NATS here, forwarded by another
-        engine, or the REST API in the same process through adapters.http.gateway)."""
+        The way a command is executed for a caller that awaits it (forwarded by another engine,
+        or the REST API in the same process through adapters.http.gateway); the same steps as a
+        NATS request's (`_receive`, `_reply_to`)."""
         began = time.perf_counter()
-        outcome = "error"
+        command = self._decode(name, data)
+        if isinstance(command, bytes):
+            return command
         try:
-            reply, outcome = await self._execute(name, data)
+            result = await self.bus.execute(command)
+            shaped = self._shape(command, result) or await self._read_and_shape(command, result)
         except Exception:
             logger.exception("command %s failed", name)
-            reply = envelope.error(envelope.INTERNAL, "internal error", 500)
-        if self.observe is not None:
-            self.observe(name, time.perf_counter() - began, outcome)
-        return reply
+            return self._failed(name, began)
+        return self._done(name, began, *shaped)
 
-    async def _execute(self, name: str, data: bytes) -> tuple[bytes, str]:
+    def _decode(self, name: str, data: bytes) -> cmd.Command | bytes:
+        """The command, or the error reply to a request that names none or is malformed."""
+        began = time.perf_counter()
         decoder = _DECODERS.get(name)
         if decoder is None:
             known = ", ".join(sorted(_DECODERS))
-            return envelope.error(envelope.NOT_FOUND, f"unknown command {name!r}; known: {known}", 404), "unknown"
+            reply = envelope.error(envelope.NOT_FOUND, f"unknown command {name!r}; known: {known}", 404)
+            return self._done(name, began, reply, "unknown")
         try:
-            command = decoder.decode(data)
+            return decoder.decode(data)
         except msgspec.DecodeError as exc:
             logger.info("malformed %s: %s", name, exc)
-            return envelope.error(envelope.MALFORMED, f"invalid {name}: {exc}"), str(envelope.MALFORMED)
-        result = await self.bus.execute(command)
+            reply = envelope.error(envelope.MALFORMED, f"invalid {name}: {exc}")
+            return self._done(name, began, reply, str(envelope.MALFORMED))
+
+    def _shape(self, command: cmd.Command, result: CommandResult) -> tuple[bytes, str] | None:
+        """The reply to a decided command and its outcome; None when its resource must be read
+        from the database (not among the rows this engine just committed)."""
         if not result.ok:
             code = result.error_code or envelope.INTERNAL
             return envelope.error(code, result.error_message or "", result.error_status or 400), str(code)
         resource = self.resource(command, result, self.recent.get) if self.recent is not None else None
-        if resource is None:  # not among the rows this engine just committed: read the database
-            if self.ready is not None:
-                await self.ready()
-            resource = await asyncio.to_thread(self.resource, command, result)
+        if resource is None:
+            return None
+        return envelope.ok(resource), "ok"
+
+    async def _read_and_shape(self, command: cmd.Command, result: CommandResult) -> tuple[bytes, str]:
+        if self.ready is not None:
+            await self.ready()
+        resource = await asyncio.to_thread(self.resource, command, result)
         return envelope.ok(resource if resource is not None else msgspec.to_builtins(result)), "ok"
+
+    def _done(self, name: str, began: float, reply: bytes, outcome: str) -> bytes:
+        """`reply`, counted in the command metrics."""
+        if self.observe is not None:
+            self.observe(name, time.perf_counter() - began, outcome)
+        return reply
+
+    def _failed(self, name: str, began: float) -> bytes:
+        """The reply to a command that failed on our side (a bug, the store, the engine stopping)."""
+        return self._done(name, began, envelope.error(envelope.INTERNAL, "internal error", 500), "error")
 
     def resource(
         self, command: cmd.Command, result: CommandResult, find: Callable[..., Row | None] | None = None

@@ -72,16 +72,22 @@ class EnginePeers:
         """The live engine that decides the room `key` (rendezvous hashing)."""
         return max(self.registry.alive_ids(), key=lambda engine_id: _score(engine_id, key))
 
-    async def forward(self, name: str, data: bytes) -> bytes | None:
-        """The reply of the room's owner to command `name`; None when this engine decides it
-        (it owns the room, the command names none, or the owner cannot be reached)."""
+    def owner_elsewhere(self, data: bytes) -> str | None:
+        """The other live engine that owns the room the command body `data` names; None when
+        this engine decides it (it owns the room, it is alone, or the command names none)."""
         if len(self.registry.alive_ids()) < 2:  # alone (or not registered yet): nobody to forward to
             return None
         key = room_key(data)
         if key is None:
             return None
         owner = self.owner(key)
-        if owner == self.engine_id:
+        return None if owner == self.engine_id else owner
+
+    async def forward(self, name: str, data: bytes) -> bytes | None:
+        """The reply of the room's owner to command `name`; None when this engine decides it
+        (it owns the room, the command names none, or the owner cannot be reached)."""
+        owner = self.owner_elsewhere(data)
+        if owner is None:
             return None
         try:
             reply = await self.nc.request(f"rooms.engine.{owner}.cmd.{name}", data, timeout=FORWARD_TIMEOUT_S)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import pytest_asyncio
 from nats.aio.client import Client
 
 from adapters.bootstrap import EngineService, build_engine_service
+from adapters.command_bus import CommandBus
 from adapters.config import load_config
 from adapters.nats.command_service import CommandService
 from adapters.nats.query_service import QueryService
@@ -540,3 +542,74 @@ async def test_two_hundred_concurrent_requests_are_all_answered_and_committed_in
     assert batches < 160, f"{batches} batches for 160 commands: no group commit"
     listed = await caller.get("list_participants", room=room, page_size=100)
     assert sorted(p["identity"] for p in listed["participants"]) == sorted(r["result"]["identity"] for r in joined)
+
+
+async def test_a_batch_the_store_fails_is_answered_20500_and_the_next_commands_are_served(caller: Caller) -> None:
+    path = caller.service.config.store_url.split("?")[0].removeprefix("sqlite:///")
+    # The store breaks under the engine (another program renamed a table the log writes).
+    with sqlite3.connect(path) as admin:
+        admin.execute("ALTER TABLE command_results RENAME TO command_results_away")
+    failed = await asyncio.gather(*(caller.command("create_room", unique_name=f"lost-{i}") for i in range(5)))
+    with sqlite3.connect(path) as admin:
+        admin.execute("ALTER TABLE command_results_away RENAME TO command_results")
+    served = await asyncio.gather(*(caller.ok("create_room", unique_name=f"kept-{i}") for i in range(5)))
+
+    assert [await caller.refused(reply) for reply in failed] == [
+        {"code": 20500, "message": "internal error", "status": 500}
+    ] * 5
+    listed = (await caller.get("list_rooms"))["rooms"]
+    assert sorted(room["unique_name"] for room in listed) == [f"kept-{i}" for i in range(5)]
+    assert sorted(ids(listed)) == sorted(room["sid"] for room in served)
+
+
+class CountingBus(CommandBus):
+    """The engine's bus, telling when it has been handed `expected` commands."""
+
+    def __init__(self, bus: CommandBus, expected: int) -> None:
+        super().__init__(bus.engine, max_batch=bus.max_batch)
+        self.after_batch, self.on_resolved = bus.after_batch, bus.on_resolved
+        self.expected = expected
+        self.handed = asyncio.Event()
+        self._count = 0
+
+    def submit(self, command: Any) -> asyncio.Future[Any]:
+        future = super().submit(command)
+        self._count += 1
+        if self._count == self.expected:
+            self.handed.set()
+        return future
+
+
+async def test_stopping_answers_every_request_taken_before_and_takes_no_more(nats_url: str, tmp_path: Path) -> None:
+    config = load_config(state_dir=str(tmp_path / "state"), public_url=BASE, env={})
+    service = build_engine_service(config)
+    service.bus = bus = CountingBus(service.bus, expected=20)
+    server_side = await nats.connect(nats_url)
+    client = await nats.connect(nats_url)
+    commands = CommandService(server_side, bus, service.queries, BASE)
+    stopping = asyncio.Event()
+    running: asyncio.Task[None] | None = None
+    try:
+        await commands.start()
+        await server_side.flush()
+        bodies = [json.dumps({"command_id": f"late-{i}", "unique_name": f"late-{i}"}).encode() for i in range(20)]
+        requests = [asyncio.create_task(client.request("rooms.cmd.create_room", b, timeout=TIMEOUT)) for b in bodies]
+        await asyncio.wait_for(bus.handed.wait(), TIMEOUT)  # all taken; none decided: the bus is not running yet
+        stopped = asyncio.create_task(commands.stop())
+        await asyncio.sleep(0)
+        assert not stopped.done()  # it waits for the answers
+
+        running = asyncio.create_task(service.run(stopping))  # the engine decides them now
+        await asyncio.wait_for(stopped, TIMEOUT)
+        replies = [json.loads(r.data) for r in await asyncio.gather(*requests)]
+        assert all(r["ok"] for r in replies), replies
+        assert sorted(r["result"]["unique_name"] for r in replies) == sorted(f"late-{i}" for i in range(20))
+        with pytest.raises(nats.errors.NoRespondersError):
+            await client.request("rooms.cmd.create_room", b'{"command_id": "after"}', timeout=TIMEOUT)
+    finally:
+        await client.close()
+        await server_side.close()
+        stopping.set()
+        if running is not None:
+            await asyncio.wait_for(running, TIMEOUT)
+        service.close()
