@@ -6,7 +6,6 @@ Everything is created here and passed down; no module keeps clients or singleton
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -98,6 +97,8 @@ class EngineService:
         self.recent = RecentRows()
         account = self.config.credentials.account_sid
         self.engine.on_commit.append(lambda events: self.recent.apply_events(events, account))
+        self._ticked = False
+        """POLL_SECONDS have passed since `_follow` last polled (its timer fired)."""
         self._deadline_set: datetime | None = None
         """The earliest deadline set by events committed since the follower's last pass."""
         self._callbacks_due = False
@@ -179,34 +180,49 @@ class EngineService:
             self.webhooks.wake()
 
     async def _follow(self) -> None:
+        """After commits (paced) and every POLL_SECONDS: the read model (here, or where the relay
+        process got to) and the scheduler's deadlines."""
         loop = asyncio.get_running_loop()
         poked = loop.time()
         pacer = Pacer()
-        while True:
-            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that arrives as
-            # the event is set, and the service would never stop.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(POLL_SECONDS):
-                    await self._committed.wait()
-            await pacer.wait(hurry=self._reader_waiting)
-            self._reader_waiting.clear()
-            self._committed.clear()
-            with self._notes_lock:
-                deadline_set, self._deadline_set = self._deadline_set, None
-            if self.follows_read_model or self._readers:
-                reached, more = self.follower.step(FOLLOW_STEP)  # on the loop: see read_model.FOLLOW_STEP
-                if more:
-                    self._committed.set()
-            else:  # the relay process applies them: where it got to
-                reached = self.read_model.position()
-            async with self._caught_up:
-                self._applied = max(self._applied, reached)
-                self._caught_up.notify_all()
-            if loop.time() - poked >= POLL_SECONDS:  # other engines' rooms reach the scheduler this way
-                poked = loop.time()
-                self.scheduler.poke()
-            else:  # this engine's commits: only a deadline brought forward wakes it
-                self.scheduler.notice(deadline_set)
+        ticking = loop.call_later(POLL_SECONDS, self._tick)
+        self._ticked = False
+        try:
+            while True:
+                await self._committed.wait()
+                await pacer.wait(hurry=self._reader_waiting)
+                self._reader_waiting.clear()
+                self._committed.clear()
+                with self._notes_lock:
+                    deadline_set, self._deadline_set = self._deadline_set, None
+                polling = self._ticked or loop.time() - poked >= POLL_SECONDS
+                if self.follows_read_model or self._readers:
+                    reached, more = self.follower.step(FOLLOW_STEP)  # on the loop: see read_model.FOLLOW_STEP
+                    if more:
+                        self._committed.set()
+                elif polling:  # the relay process applies them: where it got to, now and then
+                    reached = self.read_model.position()
+                else:  # (a reader that finds it behind has the loop step as above)
+                    reached = self._applied
+                if reached > self._applied:
+                    async with self._caught_up:
+                        self._applied = reached
+                        self._caught_up.notify_all()
+                if polling:  # other engines' rooms reach the scheduler this way
+                    poked, self._ticked = loop.time(), False
+                    ticking.cancel()
+                    ticking = loop.call_later(POLL_SECONDS, self._tick)
+                    self.scheduler.poke()
+                else:  # this engine's commits: only a deadline brought forward wakes it
+                    self.scheduler.notice(deadline_set)
+        finally:
+            ticking.cancel()
+
+    def _tick(self) -> None:
+        """A pass of `_follow` at least every POLL_SECONDS, commits or not (one timer, not a
+        timeout per pass)."""
+        self._ticked = True
+        self._committed.set()
 
     async def _checkpoint(self) -> None:
         """Checkpoint the SQLite files' WALs (the log's, the read model's) in the background
