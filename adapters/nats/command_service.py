@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, NamedTuple
 
@@ -81,20 +82,21 @@ class CommandService(Responder):
         self.recent = recent
         """Rows the follower just wrote: replies read them without a database round trip."""
         self._waiting: list[_Waiting] = []
+        """Requests submitted to the bus and not answered yet."""
         self._later: set[asyncio.Task[None]] = set()
         """Replies that read their resource from the database first."""
-        self._answered = asyncio.Event()
-        """Set whenever no submitted request waits for its reply."""
-        self._answered.set()
 
     async def start(self) -> None:
         self.bus.on_resolved.append(self._send_replies)
         await super().start()
 
     async def stop(self) -> None:
-        """Stop taking requests, then answer those submitted or in flight."""
+        """Stop taking requests, then answer those submitted or in flight (also when the bus
+        stopped without resolving them as usual: it fails what it leaves behind)."""
         await super().stop()
-        await self._answered.wait()
+        while self._waiting or self._later:
+            await asyncio.wait([r.future for r in self._waiting] + list(self._later), return_when=FIRST_COMPLETED)
+            await self._send_replies()
         with contextlib.suppress(ValueError):
             self.bus.on_resolved.remove(self._send_replies)
 
@@ -114,7 +116,6 @@ class CommandService(Responder):
             await self._respond(msg, self._failed(name, began))
             return
         self._waiting.append(_Waiting(msg, name, command, future, began))
-        self._answered.clear()
 
     async def _send_replies(self) -> None:
         """The replies to the requests whose batch was just resolved (the bus's drain task)."""
@@ -123,12 +124,11 @@ class CommandService(Responder):
             if not request.future.done():
                 self._waiting.append(request)  # in a later batch
             elif not request.future.cancelled():
-                await self._reply_to(request)
-        self._note_answered()
-
-    def _note_answered(self) -> None:
-        if not self._waiting and not self._later:
-            self._answered.set()
+                try:
+                    await self._reply_to(request)
+                except Exception:  # a bug: this request fails, the others are answered
+                    logger.exception("command %s failed", request.name)
+                    await self._respond(request.msg, self._failed(request.name, request.began))
 
     async def _reply_to(self, request: _Waiting) -> None:
         msg, name, command, future, began = request
@@ -163,12 +163,7 @@ class CommandService(Responder):
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)
         self._later.add(task)
-        self._answered.clear()
-        task.add_done_callback(self._later_done)
-
-    def _later_done(self, task: asyncio.Task[None]) -> None:
-        self._later.discard(task)
-        self._note_answered()
+        task.add_done_callback(self._later.discard)
 
     async def answer(self, name: str, data: bytes) -> bytes:
         """The reply to command `name`: from the engine owning its room, or decided here."""

@@ -613,3 +613,43 @@ async def test_stopping_answers_every_request_taken_before_and_takes_no_more(nat
         if running is not None:
             await asyncio.wait_for(running, TIMEOUT)
         service.close()
+
+
+async def test_requests_left_when_the_bus_dies_are_answered_20500_when_the_service_stops(
+    nats_url: str, tmp_path: Path
+) -> None:
+    config = load_config(state_dir=str(tmp_path / "state"), public_url=BASE, env={})
+    service = build_engine_service(config)
+    bus = CountingBus(service.bus, expected=6)
+    server_side = await nats.connect(nats_url)
+    client = await nats.connect(nats_url)
+    commands = CommandService(server_side, bus, service.queries, BASE)
+    held = asyncio.Event()
+
+    async def hold() -> None:  # the first batch's drain stays here until the bus task is cancelled
+        held.set()
+        await asyncio.Event().wait()
+
+    draining = asyncio.create_task(bus.run())
+    try:
+        await commands.start()
+        bus.on_resolved.append(hold)  # after the command service's own hook: the first batch is answered
+        await server_side.flush()
+        first = await client.request("rooms.cmd.create_room", b'{"command_id": "first"}', timeout=TIMEOUT)
+        await asyncio.wait_for(held.wait(), TIMEOUT)
+        bodies = [json.dumps({"command_id": f"stranded-{i}"}).encode() for i in range(5)]
+        requests = [asyncio.create_task(client.request("rooms.cmd.create_room", b, timeout=TIMEOUT)) for b in bodies]
+        await asyncio.wait_for(bus.handed.wait(), TIMEOUT)  # taken: they wait in the bus's queue
+        draining.cancel()  # as a task group cancels the bus when a sibling fails
+        await asyncio.wait_for(commands.stop(), TIMEOUT)
+        stranded = [json.loads(r.data) for r in await asyncio.gather(*requests)]
+    finally:
+        await client.close()
+        await server_side.close()
+        if not draining.done():
+            draining.cancel()
+        await asyncio.gather(draining, return_exceptions=True)
+        service.close()
+
+    assert json.loads(first.data)["ok"] is True
+    assert stranded == [{"ok": False, "error": {"code": 20500, "message": "internal error", "status": 500}}] * 5
