@@ -1,10 +1,10 @@
 """Group commit on the event loop: commands that arrive together are decided and written together.
 
-Callers `await bus.execute(command)` on the event loop, or `submit(command)` and are called back
-through `on_resolved` (the NATS command service: no task per request). The bus's one drain task takes every
-command queued since it last looked (up to `max_batch`), has the engine decide them on its
-in-memory state, writes the batch's events and results in one transaction and resolves the
-callers' futures: all on the event loop's thread, with no hand-off to another thread and back.
+Callers `await bus.execute(command)` on the event loop, or `submit(command)` and answer from an
+`on_resolved` hook (the NATS command service: no task per request). The bus's one drain task
+takes every command queued since it last looked (up to `max_batch`), has the engine decide them
+on its in-memory state, writes the batch's events and results in one transaction and resolves
+the callers' futures: all on the event loop's thread, with no hand-off to another thread and back.
 While a batch is decided and written, the loop cannot read the next requests; they wait in the
 socket and make the next batch, so the batch grows with the load and one transaction serves it.
 
