@@ -183,10 +183,8 @@ class EngineService:
         """After commits (paced) and every POLL_SECONDS: the read model (here, or where the relay
         process got to) and the scheduler's deadlines."""
         loop = asyncio.get_running_loop()
-        poked = loop.time()
         pacer = Pacer()
         ticking = loop.call_later(POLL_SECONDS, self._tick)
-        self._ticked = False
         try:
             while True:
                 await self._committed.wait()
@@ -195,7 +193,7 @@ class EngineService:
                 self._committed.clear()
                 with self._notes_lock:
                     deadline_set, self._deadline_set = self._deadline_set, None
-                polling = self._ticked or loop.time() - poked >= POLL_SECONDS
+                polling = self._ticked
                 if self.follows_read_model or self._readers:
                     reached, more = self.follower.step(FOLLOW_STEP)  # on the loop: see read_model.FOLLOW_STEP
                     if more:
@@ -209,8 +207,7 @@ class EngineService:
                         self._applied = reached
                         self._caught_up.notify_all()
                 if polling:  # other engines' rooms reach the scheduler this way
-                    poked, self._ticked = loop.time(), False
-                    ticking.cancel()
+                    self._ticked = False
                     ticking = loop.call_later(POLL_SECONDS, self._tick)
                     self.scheduler.poke()
                 else:  # this engine's commits: only a deadline brought forward wakes it

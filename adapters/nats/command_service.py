@@ -124,33 +124,24 @@ class CommandService(Responder):
             if not request.future.done():
                 self._waiting.append(request)  # in a later batch
             elif not request.future.cancelled():
-                try:
-                    await self._reply_to(request)
-                except Exception:  # a bug: this request fails, the others are answered
-                    logger.exception("command %s failed", request.name)
-                    await self._respond(request.msg, self._failed(request.name, request.began))
+                reply = self._reply_now(request)
+                if reply is None:  # the resource is not among the rows just committed: read it
+                    self._spawn(self._reply_later(request))
+                else:  # nats-py queues it for its flusher: no wait, unless its buffer is full
+                    await self._respond(request.msg, reply)
 
-    async def _reply_to(self, request: _Waiting) -> None:
-        msg, name, command, future, began = request
-        if (error := future.exception()) is not None:
-            logger.error("command %s failed", name, exc_info=error)
-            reply = self._failed(name, began)
-        else:
-            shaped = self._shape(command, future.result())
-            if shaped is None:  # the resource is not among the rows just committed: read it
-                self._spawn(self._reply_later(request))
-                return
-            reply = self._done(name, began, *shaped)
-        await self._respond(msg, reply)  # nats-py queues it for its flusher: no wait, unless its buffer is full
+    def _reply_now(self, request: _Waiting) -> bytes | None:
+        """The reply to a resolved request, unless it needs a database read (None)."""
+        try:
+            shaped = self._shape(request.command, request.future.result())
+        except Exception:  # the batch failed (or a bug): this request fails, the others are answered
+            logger.exception("command %s failed", request.name)
+            return self._failed(request.name, request.began)
+        return None if shaped is None else self._done(request.name, request.began, *shaped)
 
     async def _reply_later(self, request: _Waiting) -> None:
         msg, name, command, future, began = request
-        try:
-            reply = self._done(name, began, *(await self._read_and_shape(command, future.result())))
-        except Exception:
-            logger.exception("command %s failed", name)
-            reply = self._failed(name, began)
-        await self._respond(msg, reply)
+        await self._respond(msg, await self._outcome(name, began, command, future))
 
     async def _respond(self, msg: Msg, reply: bytes) -> None:
         if not msg.reply:
@@ -176,14 +167,18 @@ class CommandService(Responder):
 
         The way a command is executed for a caller that awaits it (forwarded by another engine,
         or the REST API in the same process through adapters.http.gateway); the same steps as a
-        NATS request's (`_receive`, `_reply_to`)."""
+        NATS request's (`_receive`, `_send_replies`)."""
         began = time.perf_counter()
         command = self._decode(name, data)
         if isinstance(command, bytes):
             return command
+        return await self._outcome(name, began, command, self.bus.execute(command))
+
+    async def _outcome(self, name: str, began: float, command: cmd.Command, result: Awaitable[CommandResult]) -> bytes:
+        """The reply once `result` (the command's execution) is in; 20500 if it failed."""
         try:
-            result = await self.bus.execute(command)
-            shaped = self._shape(command, result) or await self._read_and_shape(command, result)
+            decided = await result
+            shaped = self._shape(command, decided) or await self._read_and_shape(command, decided)
         except Exception:
             logger.exception("command %s failed", name)
             return self._failed(name, began)
